@@ -1,0 +1,1 @@
+//! Distillation: teacher runners, the loss family, students pruned from the teacher.

@@ -1,0 +1,1 @@
+//! Export to GGUF with full metadata and to Hugging Face directories.

@@ -1,0 +1,8 @@
+//! decant: distil a teacher language model into a small, quantized, task-specific
+//! student. This crate is the facade over the workspace's libraries and holds the
+//! command implementations the `decant` binary dispatches to.
+
+pub mod inspect;
+
+pub use quantize;
+pub use train;

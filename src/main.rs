@@ -1,0 +1,63 @@
+//! The `decant` command line. Exit codes: 0 success, 1 user error (bad input,
+//! with a message naming what and where), 2 usage error (clap's own).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use decant::inspect;
+use quantize::gguf::GgufFile;
+
+#[derive(Parser)]
+#[command(name = "decant", version, about = "Distil a teacher LLM into a small, quantized, task-specific student")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's architecture, parameters, tokenizer, chat template and tensors.
+    Inspect {
+        /// A .gguf file.
+        model: PathBuf,
+        /// Print one JSON object with all metadata and every tensor.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect { model, json } => inspect_model(&model, json),
+    }
+}
+
+fn inspect_model(model: &Path, json: bool) -> Result<()> {
+    if model.is_dir() {
+        bail!(
+            "{}: is a directory; decant inspect reads GGUF files (Hugging Face directories are not supported yet)",
+            model.display()
+        );
+    }
+    let file = GgufFile::open(model).with_context(|| format!("cannot inspect {}", model.display()))?;
+    let summary = inspect::Summary::of(&file);
+    if json {
+        println!("{}", inspect::render_json(&file, &summary));
+    } else {
+        print!("{}", inspect::render_text(&file, &summary));
+    }
+    Ok(())
+}

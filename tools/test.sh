@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Installs what the tests need first
+# (idempotent, cached under ~/.cache/decant/), then runs every Rust test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DECANT_REFERENCE_MODEL="$(bash tools/fetch-reference-model.sh)"
+export DECANT_REFERENCE_MODEL
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc
