@@ -1,13 +1,14 @@
 //! Single-thread dequantization throughput of decant's kernels against llama.cpp's
 //! `dequantize_row_*`, both called in this process on the same input; the outputs must
-//! be bit-identical.
+//! be bit-identical, or the bench fails. Linux only.
 //!
 //!   cargo bench -p quantize --bench dequant_vs_ggml [-- TYPE...]
 //!
 //! llama.cpp's kernels come from `libggml-base.so`: `$DECANT_LIBGGML`, or the one in
 //! the llama-cpp-python of `~/.cache/decant/venv` (`bash tools/setup-python.sh
 //! --with-llama`). `DECANT_BENCH_ELEMENTS` sets the row length (default 16M) and
-//! `DECANT_BENCH_REPS` the repetitions (default 15); the median is reported.
+//! `DECANT_BENCH_REPS` the repetitions (default 15). Each row reports the median
+//! thread CPU time and `ours/ggml`, ggml's time over ours: above 1 we are faster.
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -29,22 +30,30 @@ struct Case {
     f16_scales: &'static [usize],
 }
 
+const fn case(ty: GgmlType, symbol: &'static str, f16_scales: &'static [usize]) -> Case {
+    Case {
+        ty,
+        symbol,
+        f16_scales,
+    }
+}
+
 const CASES: &[Case] = &[
-    Case { ty: GgmlType::Q4_0, symbol: "dequantize_row_q4_0", f16_scales: &[0] },
-    Case { ty: GgmlType::Q4_1, symbol: "dequantize_row_q4_1", f16_scales: &[0, 2] },
-    Case { ty: GgmlType::Q5_0, symbol: "dequantize_row_q5_0", f16_scales: &[0] },
-    Case { ty: GgmlType::Q5_1, symbol: "dequantize_row_q5_1", f16_scales: &[0, 2] },
-    Case { ty: GgmlType::Q8_0, symbol: "dequantize_row_q8_0", f16_scales: &[0] },
-    Case { ty: GgmlType::Q2K, symbol: "dequantize_row_q2_K", f16_scales: &[80, 82] },
-    Case { ty: GgmlType::Q3K, symbol: "dequantize_row_q3_K", f16_scales: &[108] },
-    Case { ty: GgmlType::Q4K, symbol: "dequantize_row_q4_K", f16_scales: &[0, 2] },
-    Case { ty: GgmlType::Q5K, symbol: "dequantize_row_q5_K", f16_scales: &[0, 2] },
-    Case { ty: GgmlType::Q6K, symbol: "dequantize_row_q6_K", f16_scales: &[208] },
-    Case { ty: GgmlType::Tq1_0, symbol: "dequantize_row_tq1_0", f16_scales: &[52] },
-    Case { ty: GgmlType::Tq2_0, symbol: "dequantize_row_tq2_0", f16_scales: &[64] },
-    Case { ty: GgmlType::Mxfp4, symbol: "dequantize_row_mxfp4", f16_scales: &[] },
-    Case { ty: GgmlType::F16, symbol: "ggml_fp16_to_fp32_row", f16_scales: &[0] },
-    Case { ty: GgmlType::Bf16, symbol: "ggml_bf16_to_fp32_row", f16_scales: &[] },
+    case(GgmlType::Q4_0, "dequantize_row_q4_0", &[0]),
+    case(GgmlType::Q4_1, "dequantize_row_q4_1", &[0, 2]),
+    case(GgmlType::Q5_0, "dequantize_row_q5_0", &[0]),
+    case(GgmlType::Q5_1, "dequantize_row_q5_1", &[0, 2]),
+    case(GgmlType::Q8_0, "dequantize_row_q8_0", &[0]),
+    case(GgmlType::Q2K, "dequantize_row_q2_K", &[80, 82]),
+    case(GgmlType::Q3K, "dequantize_row_q3_K", &[108]),
+    case(GgmlType::Q4K, "dequantize_row_q4_K", &[0, 2]),
+    case(GgmlType::Q5K, "dequantize_row_q5_K", &[0, 2]),
+    case(GgmlType::Q6K, "dequantize_row_q6_K", &[208]),
+    case(GgmlType::Tq1_0, "dequantize_row_tq1_0", &[52]),
+    case(GgmlType::Tq2_0, "dequantize_row_tq2_0", &[64]),
+    case(GgmlType::Mxfp4, "dequantize_row_mxfp4", &[]),
+    case(GgmlType::F16, "ggml_fp16_to_fp32_row", &[0]),
+    case(GgmlType::Bf16, "ggml_bf16_to_fp32_row", &[]),
 ];
 
 fn find_libggml() -> Option<PathBuf> {
@@ -53,12 +62,18 @@ fn find_libggml() -> Option<PathBuf> {
     }
     let cache = std::env::var_os("DECANT_CACHE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/decant")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/decant"))
+        })?;
     let lib = cache.join("venv/lib");
     std::fs::read_dir(&lib)
         .ok()?
         .flatten()
-        .map(|python| python.path().join("site-packages/llama_cpp/lib/libggml-base.so"))
+        .map(|python| {
+            python
+                .path()
+                .join("site-packages/llama_cpp/lib/libggml-base.so")
+        })
         .find(|path| path.exists())
 }
 
@@ -107,7 +122,10 @@ fn thread_cpu_time() -> Duration {
         fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
     }
     const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `t` is a valid `struct timespec` (64-bit Linux layout) to write.
     let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
     assert_eq!(rc, 0, "clock_gettime");
@@ -120,27 +138,33 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
+
+const HOW_TO_GET_LIBGGML: &str = "set DECANT_LIBGGML to a libggml-base.so, or build \
+    llama-cpp-python into ~/.cache/decant/venv with `bash tools/setup-python.sh --with-llama`";
 
 fn main() -> ExitCode {
     let Some(path) = find_libggml() else {
-        eprintln!(
-            "libggml-base.so not found: set DECANT_LIBGGML to its path, or build llama-cpp-python \
-             into ~/.cache/decant/venv with `bash tools/setup-python.sh --with-llama`"
-        );
+        eprintln!("libggml-base.so not found: {HOW_TO_GET_LIBGGML}");
         return ExitCode::from(2);
     };
     // SAFETY: loading runs ggml's initialisers, which have no preconditions.
     let lib = match unsafe { libloading::Library::new(&path) } {
         Ok(lib) => lib,
         Err(e) => {
-            eprintln!("cannot load {}: {e}", path.display());
+            eprintln!("cannot load {}: {e}; {HOW_TO_GET_LIBGGML}", path.display());
             return ExitCode::from(2);
         }
     };
     // `cargo bench` passes `--bench`; other arguments pick types by name.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let elements = env_usize("DECANT_BENCH_ELEMENTS", 16 << 20).next_multiple_of(256);
     let reps = env_usize("DECANT_BENCH_REPS", 15).max(1);
 
@@ -156,7 +180,11 @@ fn main() -> ExitCode {
     let mut dst = vec![0.0_f32; elements];
     let mut reference = vec![0.0_f32; elements];
     for case in CASES {
-        if !filter.is_empty() && !filter.iter().any(|f| f.eq_ignore_ascii_case(case.ty.name())) {
+        if !filter.is_empty()
+            && !filter
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(case.ty.name()))
+        {
             continue;
         }
         // SAFETY: the symbol is a `ggml_to_float_t` (ggml-quants.h, ggml.h).
@@ -179,15 +207,28 @@ fn main() -> ExitCode {
             let start = thread_cpu_time();
             // SAFETY: `src` holds `elements / block_size` whole blocks and `dst` has
             // room for `elements` values, which is what ggml reads and writes.
-            unsafe { ggml(black_box(src.as_ptr()).cast(), dst.as_mut_ptr(), elements as i64) };
+            unsafe {
+                ggml(
+                    black_box(src.as_ptr()).cast(),
+                    dst.as_mut_ptr(),
+                    elements as i64,
+                )
+            };
             black_box(dst);
             thread_cpu_time() - start
         };
         run_ggml(&mut reference);
         run_ours(&mut dst);
-        let differ = dst.iter().zip(&reference).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        let differ = dst
+            .iter()
+            .zip(&reference)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
         if differ != 0 {
-            eprintln!("{}: {differ} of {elements} values differ from ggml", case.ty);
+            eprintln!(
+                "{}: {differ} of {elements} values differ from ggml",
+                case.ty
+            );
             mismatches += 1;
         }
         // Alternate the two so that frequency or cache drift hits both alike.

@@ -26,7 +26,9 @@ fn check(ty: GgmlType) {
 
     let ours = dequantize_to_vec(ty, &src).unwrap();
     assert_eq!(ours.len(), expected.len(), "{ty}: value count");
-    let differ: Vec<usize> = (0..ours.len()).filter(|&i| ours[i].to_bits() != expected[i]).collect();
+    let differ: Vec<usize> = (0..ours.len())
+        .filter(|&i| ours[i].to_bits() != expected[i])
+        .collect();
     if let Some(&i) = differ.first() {
         let want = f32::from_bits(expected[i]);
         panic!(
@@ -43,7 +45,12 @@ fn check(ty: GgmlType) {
     // The slice entry point writes the same values.
     let mut dst = vec![f32::NAN; ours.len()];
     dequantize(ty, &src, &mut dst).unwrap();
-    assert!(dst.iter().zip(&ours).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty}");
+    assert!(
+        dst.iter()
+            .zip(&ours)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "{ty}"
+    );
 }
 
 macro_rules! golden_tests {
@@ -88,6 +95,9 @@ golden_tests! {
 #[test]
 fn every_non_iq_type_is_tested() {
     for ty in GgmlType::ALL {
-        assert!(ty.name().starts_with("iq") || TESTED.contains(&ty), "{ty} has no golden test");
+        assert!(
+            ty.name().starts_with("iq") || TESTED.contains(&ty),
+            "{ty} has no golden test"
+        );
     }
 }

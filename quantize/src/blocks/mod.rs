@@ -50,7 +50,7 @@ pub unsafe trait Block: Sized {
         const { assert!(align_of::<Self>() == 1) };
         let size = size_of::<Self>();
         assert!(
-            bytes.len() % size == 0,
+            bytes.len().is_multiple_of(size),
             "{} bytes are not a whole number of {} blocks of {size} bytes",
             bytes.len(),
             Self::TYPE

@@ -1,5 +1,6 @@
 //! Q2_K … Q6_K and Q8_K: `dequantize_row_q*_K` of `ggml-quants.c`, same arithmetic in
-//! the same order, walking the output in the order ggml writes it.
+//! the same order. Quants are unpacked to bytes in output order, then scaled per
+//! sub-block of 16 by [`simd`].
 
 use super::float::f16_le;
 use super::legacy::nibbles;
@@ -28,8 +29,9 @@ fn scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
 fn q3k_scales(packed: &[u8; K_SCALE_SIZE]) -> [u8; 16] {
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
-    let (chunks, _) = packed.as_chunks::<4>();
-    let [a0, a1, tmp] = [0, 1, 2].map(|i| u32::from_le_bytes(chunks[i]));
+    let (words, _) = packed.as_chunks::<4>();
+    let word = |i: usize| u32::from_le_bytes(words[i]);
+    let (a0, a1, tmp) = (word(0), word(1), word(2));
     let words = [
         (a0 & KMASK2) | ((tmp & KMASK1) << 4),
         (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
@@ -66,7 +68,12 @@ fn mul(q: &[i8; QK_K], dl: &[f32; 16], y: &mut [f32; QK_K]) {
 #[inline(always)]
 fn two_bit_fields(qs: &[u8; QK_K / 4]) -> [u8; QK_K] {
     let mut q = [0; QK_K];
-    for (q, qs) in q.as_chunks_mut::<128>().0.iter_mut().zip(qs.as_chunks::<32>().0) {
+    for (q, qs) in q
+        .as_chunks_mut::<128>()
+        .0
+        .iter_mut()
+        .zip(qs.as_chunks::<32>().0)
+    {
         for (shift, q) in (0..8).step_by(2).zip(q.as_chunks_mut::<32>().0) {
             for (q, &qs) in q.iter_mut().zip(qs) {
                 *q = (qs >> shift) & 3;
@@ -102,7 +109,11 @@ pub fn dequantize_row_q3_k(src: &[u8], dst: &mut [f32]) {
         // The high bits: bit plane `p` of the 32 `hmask` bytes belongs to values
         // `32 * p..32 * p + 32`. A set bit means no offset: q is stored as q + 4.
         let mut q = [0_i8; QK_K];
-        let planes = q.as_chunks_mut::<32>().0.iter_mut().zip(low.as_chunks::<32>().0);
+        let planes = q
+            .as_chunks_mut::<32>()
+            .0
+            .iter_mut()
+            .zip(low.as_chunks::<32>().0);
         for (plane, (q, low)) in planes.enumerate() {
             for ((q, &low), &h) in q.iter_mut().zip(low).zip(&b.hmask) {
                 let offset = if h & (1 << plane) != 0 { 0 } else { 4 };
@@ -113,38 +124,32 @@ pub fn dequantize_row_q3_k(src: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// Q4_K and Q5_K: sub-block scales and mins times the super-block's, each repeated
-/// for both 16-value halves of its sub-block.
+/// Q4_K and Q5_K: `(d, m)` of sub-block `j`, the super-block scales times its own.
 #[inline(always)]
-fn k4_scales(d: [u8; 2], dmin: [u8; 2], packed: &[u8; K_SCALE_SIZE]) -> ([f32; 16], [f32; 16]) {
-    let (d, min) = (f16_le(d), f16_le(dmin));
-    let (mut dl, mut ml) = ([0.0; 16], [0.0; 16]);
-    let halves = dl.as_chunks_mut::<2>().0.iter_mut().zip(ml.as_chunks_mut::<2>().0);
-    for (j, (dl, ml)) in halves.enumerate() {
-        let (sc, m) = scale_min_k4(j, packed);
-        *dl = [d * f32::from(sc); 2];
-        *ml = [min * f32::from(m); 2];
-    }
-    (dl, ml)
+fn k4_scale(d: f32, min: f32, scales: &[u8; K_SCALE_SIZE], j: usize) -> (f32, f32) {
+    let (sc, m) = scale_min_k4(j, scales);
+    (d * f32::from(sc), min * f32::from(m))
 }
 
 pub fn dequantize_row_q4_k(src: &[u8], dst: &mut [f32]) {
     let blocks = BlockQ4K::slice_from_bytes(src);
     for (b, y) in blocks.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
-        let d = f16_le(b.d);
-        let min = f16_le(b.dmin);
-        // Each 32 bytes hold two sub-blocks: low nibbles, then high nibbles.
-        let pairs = y.as_chunks_mut::<64>().0.iter_mut().zip(b.qs.as_chunks::<32>().0);
+        let (d, min) = (f16_le(b.d), f16_le(b.dmin));
+        // Each 32 bytes hold sub-blocks 2j (low nibbles) and 2j + 1 (high nibbles).
+        let pairs = y
+            .as_chunks_mut::<64>()
+            .0
+            .iter_mut()
+            .zip(b.qs.as_chunks::<32>().0);
         for (j, (y, qs)) in pairs.enumerate() {
-            let (sc1, m1) = scale_min_k4(2 * j, &b.scales);
-            let (sc2, m2) = scale_min_k4(2 * j + 1, &b.scales);
-            let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
-            let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
-            let [y0, y1, y2, y3] = y.as_chunks_mut::<16>().0 else { unreachable!() };
-            for (qs, (ylo, yhi)) in qs.as_chunks::<16>().0.iter().zip([(y0, y2), (y1, y3)]) {
+            let (d1, m1) = k4_scale(d, min, &b.scales, 2 * j);
+            let (d2, m2) = k4_scale(d, min, &b.scales, 2 * j + 1);
+            let (y1, y2) = y.split_at_mut(32);
+            let halves = qs.as_chunks::<16>().0.iter();
+            for ((qs, y1), y2) in halves.zip(y1.as_chunks_mut().0).zip(y2.as_chunks_mut().0) {
                 let [lo, hi] = nibbles(qs);
-                simd::mul_sub(&lo, d1, m1, ylo);
-                simd::mul_sub(&hi, d2, m2, yhi);
+                simd::mul_sub(&lo, d1, m1, y1);
+                simd::mul_sub(&hi, d2, m2, y2);
             }
         }
     }
@@ -153,16 +158,30 @@ pub fn dequantize_row_q4_k(src: &[u8], dst: &mut [f32]) {
 pub fn dequantize_row_q5_k(src: &[u8], dst: &mut [f32]) {
     let blocks = BlockQ5K::slice_from_bytes(src);
     for (b, y) in blocks.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
-        let (dl, ml) = k4_scales(b.d, b.dmin, &b.scales);
+        let (d, min) = (f16_le(b.d), f16_le(b.dmin));
         // As Q4_K, plus a fifth bit for sub-block `s` from bit plane `s` of `qh`.
         let mut q = [0; QK_K];
-        let pairs = q.as_chunks_mut::<64>().0.iter_mut().zip(b.qs.as_chunks::<32>().0);
+        let pairs = q
+            .as_chunks_mut::<64>()
+            .0
+            .iter_mut()
+            .zip(b.qs.as_chunks::<32>().0);
         for (j, (q, qs)) in pairs.enumerate() {
             let (lo, hi) = q.split_at_mut(32);
             for (((lo, hi), &qs), &qh) in lo.iter_mut().zip(hi).zip(qs).zip(&b.qh) {
                 *lo = (qs & 0x0F) | (((qh >> (2 * j)) & 1) << 4);
                 *hi = (qs >> 4) | (((qh >> (2 * j + 1)) & 1) << 4);
             }
+        }
+        let (mut dl, mut ml) = ([0.0; 16], [0.0; 16]);
+        let halves = dl
+            .as_chunks_mut::<2>()
+            .0
+            .iter_mut()
+            .zip(ml.as_chunks_mut::<2>().0);
+        for (j, (dl, ml)) in halves.enumerate() {
+            let (d, m) = k4_scale(d, min, &b.scales, j);
+            (*dl, *ml) = ([d; 2], [m; 2]);
         }
         mul_sub(&q, &dl, &ml, y);
     }
@@ -181,7 +200,10 @@ pub fn dequantize_row_q6_k(src: &[u8], dst: &mut [f32]) {
         // pair `k` of `qh`.
         let mut q = [0_i8; QK_K];
         let halves = q.as_chunks_mut::<128>().0.iter_mut();
-        for ((q, ql), qh) in halves.zip(b.ql.as_chunks::<64>().0).zip(b.qh.as_chunks::<32>().0) {
+        for ((q, ql), qh) in halves
+            .zip(b.ql.as_chunks::<64>().0)
+            .zip(b.qh.as_chunks::<32>().0)
+        {
             let ql = ql.as_chunks::<32>().0;
             for (k, q) in q.as_chunks_mut::<32>().0.iter_mut().enumerate() {
                 let (lshift, hshift) = (4 * (k / 2), 2 * k);

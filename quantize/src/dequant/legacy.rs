@@ -2,13 +2,13 @@
 //!
 //! A block's first 16 values come from the low nibbles of `qs` (and the low half of
 //! `qh`), the last 16 from the high nibbles. Quants are unpacked to bytes first and
-//! then scaled by [`simd`]. Array `map` is avoided here: it is not reliably inlined.
+//! then scaled by [`simd`].
 
 use super::float::f16_le;
 use super::simd;
 use crate::blocks::{
-    Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK4_0, QK4_1,
-    QK5_0, QK5_1, QK8_0, QK8_1,
+    Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK4_0, QK4_1, QK5_0,
+    QK5_1, QK8_0, QK8_1,
 };
 
 /// Low nibbles, then high nibbles.
@@ -23,15 +23,18 @@ pub(super) fn nibbles(qs: &[u8; 16]) -> [[u8; 16]; 2] {
     q
 }
 
-/// Nibbles with their fifth bit from `qh`: bit `j` for value `j`.
+/// Nibbles with their fifth bit from `qh`: bit `j` of the little-endian `u32` for
+/// value `j`, that is bit `j % 8` of byte `j / 8`. Testing each lane against a
+/// one-bit mask, rather than shifting by `j`, keeps this in vector registers.
 #[inline(always)]
 fn five_bits(qs: &[u8; 16], qh: [u8; 4]) -> [[u8; 16]; 2] {
-    let qh = u32::from_le_bytes(qh);
+    const BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
     let mut q = nibbles(qs);
     let [lo, hi] = &mut q;
-    for (j, (lo, hi)) in lo.iter_mut().zip(hi).enumerate() {
-        *lo |= (((qh >> j) << 4) & 0x10) as u8;
-        *hi |= ((qh >> (j + 12)) & 0x10) as u8;
+    for (j, ((lo, hi), &bit)) in lo.iter_mut().zip(hi).zip(&BIT).enumerate() {
+        let fifth = |byte: u8| if byte & bit != 0 { 0x10 } else { 0 };
+        *lo |= fifth(qh[j / 8]);
+        *hi |= fifth(qh[2 + j / 8]);
     }
     q
 }

@@ -1,5 +1,6 @@
 //! MXFP4: `dequantize_row_mxfp4` of `ggml-quants.c`.
 
+use super::legacy::nibbles;
 use super::simd;
 use crate::blocks::{Block, BlockMxfp4, QK_MXFP4};
 
@@ -24,13 +25,12 @@ pub fn dequantize_row_mxfp4(src: &[u8], dst: &mut [f32]) {
     let blocks = BlockMxfp4::slice_from_bytes(src);
     for (b, y) in blocks.iter().zip(dst.as_chunks_mut::<QK_MXFP4>().0) {
         let d = e8m0_to_f32_half(b.e);
-        let (mut lo, mut hi) = ([0; 16], [0; 16]);
-        for ((lo, hi), &q) in lo.iter_mut().zip(&mut hi).zip(&b.qs) {
-            *lo = KVALUES[usize::from(q & 0x0F)];
-            *hi = KVALUES[usize::from(q >> 4)];
-        }
-        for (y, q) in y.as_chunks_mut().0.iter_mut().zip([lo, hi]) {
-            simd::mul(&q, d, y);
+        for (y, q) in y.as_chunks_mut().0.iter_mut().zip(&nibbles(&b.qs)) {
+            let mut v = [0; 16];
+            for (v, &q) in v.iter_mut().zip(q) {
+                *v = KVALUES[usize::from(q)];
+            }
+            simd::mul(&v, d, y);
         }
     }
 }

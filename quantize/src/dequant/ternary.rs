@@ -54,7 +54,12 @@ pub fn dequantize_row_tq2_0(src: &[u8], dst: &mut [f32]) {
     for (b, y) in blocks.iter().zip(dst.as_chunks_mut::<QK_K>().0) {
         // Each 32 bytes hold 128 values: bit pair `p` of every byte, for each `p`.
         let mut t = [0_i8; QK_K];
-        for (t, qs) in t.as_chunks_mut::<128>().0.iter_mut().zip(b.qs.as_chunks::<32>().0) {
+        for (t, qs) in t
+            .as_chunks_mut::<128>()
+            .0
+            .iter_mut()
+            .zip(b.qs.as_chunks::<32>().0)
+        {
             for (shift, t) in (0..8).step_by(2).zip(t.as_chunks_mut::<32>().0) {
                 for (t, &q) in t.iter_mut().zip(qs) {
                     *t = ((q >> shift) & 3) as i8 - 1;

@@ -3,7 +3,7 @@
 
 /// Bit `j` of a sign byte: set means value `j` of 8 is negative.
 /// ggml's `kmask_iq2xs`.
-pub(crate) static KMASK_IQ2XS: [u8; 8] = [
+pub(crate) const KMASK_IQ2XS: [u8; 8] = [
     1, 2, 4, 8, 16, 32, 64, 128,
 ];
 
@@ -591,7 +591,7 @@ pub(crate) static IQ3S_GRID: [u32; 512] = [
 
 /// IQ4_NL and IQ4_XS: the 16 non-linear levels.
 /// ggml's `kvalues_iq4nl`.
-pub(crate) static KVALUES_IQ4NL: [i8; 16] = [
+pub(crate) const KVALUES_IQ4NL: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
