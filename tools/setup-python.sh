@@ -11,7 +11,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-"$venv/bin/python" -m pip install --quiet "gguf==0.19.0" "numpy>=1.26,<3" >&2
+# transformers without torch: chat-template and tokenizer goldens need only its Python side.
+"$venv/bin/python" -m pip install --quiet "gguf==0.19.0" "numpy>=1.26,<3" "transformers==5.24.0" "tokenizers==0.23.3" "jinja2>=3.1" >&2
 if [[ "${1:-}" == "--with-llama" ]]; then
   wheels="$cache/wheels"
   mkdir -p "$wheels"

@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DECANT_REFERENCE_MODEL="$(bash tools/fetch-reference-model.sh)"
 export DECANT_REFERENCE_MODEL
+DECANT_LLAMACPP_VOCABS="$(bash tools/fetch-llamacpp-vocabs.sh)"
+export DECANT_LLAMACPP_VOCABS
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc
