@@ -3,6 +3,8 @@
 //! command implementations the `decant` binary dispatches to.
 
 pub mod inspect;
+pub mod model_arg;
+pub mod tokenize;
 
 pub use quantize;
 pub use train;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use decant::inspect;
+use decant::{inspect, model_arg, tokenize};
 use quantize::gguf::GgufFile;
 
 #[derive(Parser)]
@@ -26,6 +26,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the token ids a model's tokenizer gives a text (no BOS added).
+    Tokenize {
+        /// A .gguf file, a Hugging Face model directory, or hf://ORG/REPO[@REV].
+        #[arg(long)]
+        model: String,
+        /// The text to tokenize.
+        #[arg(long)]
+        text: String,
+        /// Read special-token texts such as <|im_start|> as their special tokens.
+        #[arg(long)]
+        special: bool,
+        /// Print one JSON object with the ids and their pieces.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +57,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect_model(&model, json),
+        Command::Tokenize { model, text, special, json } => tokenize_text(&model, &text, special, json),
     }
 }
 
@@ -58,6 +74,19 @@ fn inspect_model(model: &Path, json: bool) -> Result<()> {
         println!("{}", inspect::render_json(&file, &summary));
     } else {
         print!("{}", inspect::render_text(&file, &summary));
+    }
+    Ok(())
+}
+
+fn tokenize_text(model: &str, text: &str, special: bool, json: bool) -> Result<()> {
+    let source = model_arg::resolve(model)?;
+    let tokenizer = tokenize::load_tokenizer(&source)?;
+    let ids = tokenize::tokenize(&tokenizer, text, special)?;
+    if json {
+        println!("{}", tokenize::render_json(&tokenizer, &source, &ids)?);
+    } else {
+        let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+        println!("{}", ids.join(","));
     }
     Ok(())
 }

@@ -127,17 +127,3 @@ fn usage_errors_exit_with_2() {
     assert_eq!(decant(&["inspect"]).status.code(), Some(2));
     assert_eq!(decant(&["frobnicate"]).status.code(), Some(2));
 }
-
-#[test]
-fn help_lists_only_working_commands() {
-    let out = decant(&["--help"]);
-    let help = stdout(&out);
-    let commands: Vec<&str> = help
-        .lines()
-        .skip_while(|line| !line.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|line| line.starts_with("  "))
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
-    assert_eq!(commands, ["inspect", "help"], "{help}");
-}
