@@ -6,6 +6,8 @@ pub mod blocks;
 pub mod dequant;
 pub mod ggml_type;
 pub mod gguf;
+pub mod quant;
 
 pub use dequant::{DequantError, dequantize, dequantize_to_vec};
 pub use ggml_type::GgmlType;
+pub use quant::{QuantError, quantize_chunk, quantize_to_vec, supported_types};
