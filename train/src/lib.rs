@@ -1,5 +1,13 @@
 //! The model family in Burn, its backends and the training loop.
 
 pub mod backend;
+pub mod config;
+pub mod error;
+pub mod import;
+pub mod model;
 
 pub use backend::{BackendError, BackendKind, CpuBackend};
+pub use config::{Architecture, ModelConfig, RopeConfig, RopeScaling};
+pub use error::{ImportError, ModelError};
+pub use import::{load_gguf, load_hf_dir, load_model};
+pub use model::Transformer;

@@ -1,0 +1,70 @@
+//! Errors of model configuration and weight import. Each names the file, key or
+//! tensor at fault so that a user can act on it without a debugger.
+
+use std::path::PathBuf;
+
+/// A model configuration decant cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unsupported architecture '{0}': decant runs llama, mistral, qwen2 and qwen3")]
+    UnsupportedArchitecture(String),
+    #[error("metadata key '{0}' is missing")]
+    MissingKey(String),
+    #[error("metadata key '{key}' should hold {expected}")]
+    WrongType { key: String, expected: &'static str },
+    #[error("unsupported {option}: {value}")]
+    Unsupported { option: String, value: String },
+    #[error("invalid model configuration: {0}")]
+    Invalid(String),
+}
+
+/// A model file or directory whose weights cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Names its file itself; boxed because it is large and errors travel far.
+    #[error(transparent)]
+    Gguf(Box<quantize::gguf::GgufError>),
+    #[error("{}: {source}", path.display())]
+    Safetensors {
+        path: PathBuf,
+        source: safetensors::SafeTensorError,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Config { path: PathBuf, source: ModelError },
+    #[error("{}: tensor '{tensor}' is missing", path.display())]
+    MissingTensor { path: PathBuf, tensor: String },
+    #[error("{}: tensor '{tensor}' has shape {actual:?}, expected {expected:?}", path.display())]
+    ShapeMismatch {
+        path: PathBuf,
+        tensor: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    #[error("{}: tensor '{tensor}' has element type {dtype}, which decant cannot load", path.display())]
+    UnsupportedDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    #[error("{}: tensor '{tensor}': {source}", path.display())]
+    Dequantize {
+        path: PathBuf,
+        tensor: String,
+        source: quantize::dequant::DequantError,
+    },
+    #[error(
+        "{}: not a model: expected a .gguf file or a Hugging Face directory with config.json",
+        path.display()
+    )]
+    NotAModel { path: PathBuf },
+}

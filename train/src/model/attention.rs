@@ -1,0 +1,102 @@
+//! Causal self-attention with grouped key/value heads.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor};
+
+use super::INITIALIZER;
+use super::rope::RopeTables;
+use crate::config::ModelConfig;
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    /// Per-head RMSNorm of queries and keys before RoPE (Qwen3).
+    pub q_norm: Option<RmsNorm<B>>,
+    pub k_norm: Option<RmsNorm<B>>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    pub fn init(config: &ModelConfig, device: &B::Device) -> Self {
+        let linear = |d_in, d_out, bias| {
+            LinearConfig::new(d_in, d_out)
+                .with_bias(bias)
+                .with_initializer(INITIALIZER)
+                .init(device)
+        };
+        let head_norm = || {
+            config.architecture.has_qk_norm().then(|| {
+                RmsNormConfig::new(config.head_dim)
+                    .with_epsilon(config.rms_norm_eps)
+                    .init(device)
+            })
+        };
+        let hidden = config.hidden_size;
+        Self {
+            q_proj: linear(hidden, config.q_dim(), config.qkv_bias),
+            k_proj: linear(hidden, config.kv_dim(), config.qkv_bias),
+            v_proj: linear(hidden, config.kv_dim(), config.qkv_bias),
+            o_proj: linear(config.q_dim(), hidden, config.o_bias),
+            q_norm: head_norm(),
+            k_norm: head_norm(),
+            num_heads: config.num_heads,
+            num_kv_heads: config.num_kv_heads,
+            head_dim: config.head_dim,
+        }
+    }
+
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`. `mask` (true = hidden) adds to
+    /// the causal mask, e.g. a sliding window; it broadcasts over batch and heads.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &RopeTables<B>,
+        mask: Option<Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, _] = x.dims();
+        let heads = |t: Tensor<B, 3>, n| t.reshape([batch, seq, n, self.head_dim]);
+        let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
+        let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads);
+        let v = heads(self.v_proj.forward(x), self.num_kv_heads);
+        let (q, k) = match (&self.q_norm, &self.k_norm) {
+            (Some(q_norm), Some(k_norm)) => (q_norm.forward(q), k_norm.forward(k)),
+            _ => (q, k),
+        };
+        let q = rope.apply(q.swap_dims(1, 2));
+        let k = self.share_kv_heads(rope.apply(k.swap_dims(1, 2)));
+        let v = self.share_kv_heads(v.swap_dims(1, 2));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let out = attention(q, k, v, mask, None, options);
+        let out = out
+            .swap_dims(1, 2)
+            .reshape([batch, seq, self.num_heads * self.head_dim]);
+        self.o_proj.forward(out)
+    }
+
+    /// Repeats each key/value head for the consecutive query heads that share it:
+    /// `[b, kv_heads, s, d]` → `[b, heads, s, d]`, query head `h` reading kv head
+    /// `h / (heads / kv_heads)`, as in transformers' `repeat_kv` and ggml's broadcast.
+    fn share_kv_heads(&self, t: Tensor<B, 4>) -> Tensor<B, 4> {
+        let group = self.num_heads / self.num_kv_heads;
+        if group == 1 {
+            return t;
+        }
+        let [batch, kv_heads, seq, dim] = t.dims();
+        t.unsqueeze_dim::<5>(2)
+            .expand([batch, kv_heads, group, seq, dim])
+            .reshape([batch, kv_heads * group, seq, dim])
+    }
+}

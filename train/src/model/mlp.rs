@@ -1,0 +1,44 @@
+//! The SwiGLU feed-forward block.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+
+use super::INITIALIZER;
+use crate::config::ModelConfig;
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate_proj: Linear<B>,
+    pub up_proj: Linear<B>,
+    pub down_proj: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn init(config: &ModelConfig, device: &B::Device) -> Self {
+        let (hidden, ffn, bias) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.mlp_bias,
+        );
+        let linear = |d_in, d_out| {
+            LinearConfig::new(d_in, d_out)
+                .with_bias(bias)
+                .with_initializer(INITIALIZER)
+                .init(device)
+        };
+        Self {
+            gate_proj: linear(hidden, ffn),
+            up_proj: linear(hidden, ffn),
+            down_proj: linear(ffn, hidden),
+        }
+    }
+
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}

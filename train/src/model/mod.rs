@@ -1,0 +1,21 @@
+//! The decoder-only transformer shared by the Llama, Mistral, Qwen2 and Qwen3 families.
+
+mod attention;
+mod decoder_layer;
+mod mlp;
+mod rope;
+mod transformer;
+
+use burn::module::Initializer;
+
+pub use attention::Attention;
+pub use decoder_layer::DecoderLayer;
+pub use mlp::Mlp;
+pub use rope::RopeTables;
+pub use transformer::Transformer;
+
+/// Random weights as transformers initializes these families (`initializer_range`).
+const INITIALIZER: Initializer = Initializer::Normal {
+    mean: 0.0,
+    std: 0.02,
+};

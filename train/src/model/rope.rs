@@ -1,0 +1,124 @@
+//! Rotary position embeddings in the rotate-half (NeoX) layout.
+//!
+//! The angles are computed on the host the way ggml's CPU RoPE computes them —
+//! `theta_i = p · base^(-2i/d)` by repeated f32 multiplication, divided by the
+//! per-frequency factor, times the linear scale — so that decant's logits stay
+//! within float noise of llama.cpp's at long positions too.
+
+use std::ops::Range;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::config::RopeConfig;
+
+/// Cosines and sines for a run of positions, `[1, 1, positions, head_dim / 2]`,
+/// ready to broadcast over `[batch, heads, positions, head_dim / 2]`.
+#[derive(Clone, Debug)]
+pub struct RopeTables<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> RopeTables<B> {
+    pub fn new(
+        rope: &RopeConfig,
+        head_dim: usize,
+        positions: Range<usize>,
+        device: &B::Device,
+    ) -> Self {
+        let half = head_dim / 2;
+        let count = positions.len();
+        let theta_scale = rope.theta.powf(-2.0 / head_dim as f32);
+        let freq_scale = rope.scaling.freq_scale();
+        let factors = rope.scaling.freq_factors(rope.theta, head_dim);
+        let mut cos = Vec::with_capacity(count * half);
+        let mut sin = Vec::with_capacity(count * half);
+        for p in positions {
+            let mut theta = p as f32;
+            for i in 0..half {
+                let factor = factors.as_ref().map_or(1.0, |f| f[i]);
+                let angle = freq_scale * (theta / factor);
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+                theta *= theta_scale;
+            }
+        }
+        let table =
+            |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [1, 1, count, half]), device);
+        Self {
+            cos: table(cos),
+            sin: table(sin),
+        }
+    }
+
+    /// Rotates `x`, `[batch, heads, positions, head_dim]`: each dimension `i` of the
+    /// first half is paired with dimension `i + head_dim / 2`.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let half = x.dims()[3] / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        let rotated_first = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
+        let rotated_second = x2 * self.cos.clone() + x1 * self.sin.clone();
+        Tensor::cat(vec![rotated_first, rotated_second], 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+    use crate::config::RopeScaling;
+
+    fn rotate(rope: &RopeConfig, x: &[f32], positions: Range<usize>) -> Vec<f32> {
+        let dims = [1, 1, positions.len(), x.len() / positions.len()];
+        let tables = RopeTables::<CpuBackend>::new(rope, dims[3], positions, &Default::default());
+        let x = Tensor::from_data(TensorData::new(x.to_vec(), dims), &Default::default());
+        tables.apply(x).into_data().to_vec().unwrap()
+    }
+
+    #[test]
+    fn rotates_pairs_split_across_halves() {
+        let rope = RopeConfig {
+            theta: 10_000.0,
+            scaling: RopeScaling::None,
+        };
+        // head_dim 4: frequencies 1 and 1/100; the pairs are (x0, x2) and (x1, x3).
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let out = rotate(&rope, &x, 3..4);
+        let (a0, a1) = (3.0f32, 3.0f32 / 100.0);
+        let expected = [
+            a0.cos() - 3.0 * a0.sin(),
+            2.0 * a1.cos() - 4.0 * a1.sin(),
+            3.0 * a0.cos() + a0.sin(),
+            4.0 * a1.cos() + 2.0 * a1.sin(),
+        ];
+        for (o, e) in out.iter().zip(expected) {
+            assert!((o - e).abs() < 1e-6, "{out:?} vs {expected:?}");
+        }
+        assert_eq!(rotate(&rope, &x, 0..1), x, "position 0 is the identity");
+    }
+
+    #[test]
+    fn scaling_divides_angles() {
+        let x = [1.0, 0.0, 0.0, 0.0];
+        let linear = RopeConfig {
+            theta: 10_000.0,
+            scaling: RopeScaling::Linear { factor: 4.0 },
+        };
+        let factors = RopeConfig {
+            theta: 10_000.0,
+            scaling: RopeScaling::FreqFactors(vec![4.0, 4.0]),
+        };
+        let plain = RopeConfig {
+            theta: 10_000.0,
+            scaling: RopeScaling::None,
+        };
+        let at_one = rotate(&plain, &x, 1..2);
+        let at_four_linear = rotate(&linear, &x, 4..5);
+        let at_four_factors = rotate(&factors, &x, 4..5);
+        for ((p, l), f) in at_one.iter().zip(&at_four_linear).zip(&at_four_factors) {
+            assert!((p - l).abs() < 1e-6 && (p - f).abs() < 1e-6);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The decoder-only transformer: embedding, decoder layers, final norm, output head.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+use super::INITIALIZER;
+use super::decoder_layer::DecoderLayer;
+use super::rope::RopeTables;
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+
+/// A Llama-family language model. Field names follow the Hugging Face modules.
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    pub embed_tokens: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `None` when the output head is tied to `embed_tokens`.
+    pub lm_head: Option<Linear<B>>,
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+impl ModelConfig {
+    /// A model with random weights (normal, σ = 0.02) and unit norms.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Transformer<B>, ModelError> {
+        self.validate()?;
+        Ok(Transformer {
+            embed_tokens: EmbeddingConfig::new(self.vocab_size, self.hidden_size)
+                .with_initializer(INITIALIZER)
+                .init(device),
+            layers: (0..self.num_layers)
+                .map(|_| DecoderLayer::init(self, device))
+                .collect(),
+            norm: RmsNormConfig::new(self.hidden_size)
+                .with_epsilon(self.rms_norm_eps)
+                .init(device),
+            lm_head: (!self.tie_word_embeddings).then(|| {
+                LinearConfig::new(self.hidden_size, self.vocab_size)
+                    .with_bias(false)
+                    .with_initializer(INITIALIZER)
+                    .init(device)
+            }),
+            config: self.clone(),
+        })
+    }
+}
+
+impl<B: Backend> Transformer<B> {
+    /// Next-token logits for every position: token ids `[batch, seq]` →
+    /// `[batch, seq, vocab]`. Each sequence starts at position 0.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let device = tokens.device();
+        let seq = tokens.dims()[1];
+        let rope = RopeTables::new(&self.config.rope, self.config.head_dim, 0..seq, &device);
+        let mask = self.window_mask(seq, &device);
+        let mut x = self.embed_tokens.forward(tokens);
+        for layer in &self.layers {
+            x = layer.forward(x, &rope, mask.clone());
+        }
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => {
+                // A 2-D product reads the transposed embedding in place; a batched
+                // one would first copy it to contiguous memory.
+                let [batch, seq, hidden] = x.dims();
+                let embedding = self.embed_tokens.weight.val();
+                let logits = x
+                    .reshape([batch * seq, hidden])
+                    .matmul(embedding.transpose());
+                logits.reshape([batch, seq, self.config.vocab_size])
+            }
+        }
+    }
+
+    /// The sliding-window part of the attention mask, `[1, 1, seq, seq]`, when the
+    /// window is shorter than the sequence (the causal part is the kernel's).
+    fn window_mask(&self, seq: usize, device: &B::Device) -> Option<Tensor<B, 4, Bool>> {
+        let window = self.config.sliding_window.filter(|&w| w < seq)?;
+        let hidden: Vec<bool> = (0..seq)
+            .flat_map(|q| (0..seq).map(move |k| k + window <= q))
+            .collect();
+        Some(Tensor::from_data(
+            TensorData::new(hidden, [1, 1, seq, seq]),
+            device,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Autodiff;
+
+    use super::*;
+    use crate::CpuBackend;
+    use crate::config::{Architecture, RopeConfig, RopeScaling};
+
+    #[test]
+    fn random_model_runs_and_differentiates() {
+        type B = Autodiff<CpuBackend>;
+        let config = ModelConfig {
+            architecture: Architecture::Qwen3,
+            vocab_size: 50,
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-6,
+            rope: RopeConfig {
+                theta: 10_000.0,
+                scaling: RopeScaling::None,
+            },
+            max_position_embeddings: 64,
+            tie_word_embeddings: true,
+            qkv_bias: true,
+            o_bias: false,
+            mlp_bias: false,
+            sliding_window: Some(3),
+        };
+        let device = Default::default();
+        let model = config.init::<B>(&device).unwrap();
+        let tokens = TensorData::new(vec![1i64, 2, 3, 4, 5, 49, 0, 7, 7, 1], [2, 5]);
+        let logits = model.forward(Tensor::from_data(tokens, &device));
+        assert_eq!(logits.dims(), [2, 5, 50]);
+        let grads = logits.powi_scalar(2).mean().backward();
+        let layer = &model.layers[1];
+        for grad in [
+            model.embed_tokens.weight.grad(&grads),
+            layer.self_attn.k_proj.weight.grad(&grads),
+            layer.mlp.down_proj.weight.grad(&grads),
+        ] {
+            let grad = grad.expect("parameter has a gradient");
+            assert!(grad.abs().sum().into_scalar() > 0.0);
+        }
+        let q_norm = layer.self_attn.q_norm.as_ref().expect("qwen3 has q_norm");
+        assert!(q_norm.gamma.grad(&grads).is_some());
+    }
+}
