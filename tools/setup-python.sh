@@ -3,6 +3,7 @@
 # benchmarks that call llama.cpp, at ~/.cache/decant/venv. Idempotent.
 # The Rust test suite never needs it: goldens are committed.
 #   --with-llama   also build llama-cpp-python from source (4-6 min, wheel cached)
+#   --with-torch   also install torch (several GB; only tools/goldens/hf_transformers.py needs it)
 set -euo pipefail
 cache="${DECANT_CACHE:-$HOME/.cache/decant}"
 venv="$cache/venv"
@@ -13,7 +14,10 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
 # transformers without torch: chat-template and tokenizer goldens need only its Python side.
 "$venv/bin/python" -m pip install --quiet "gguf==0.19.0" "numpy>=1.26,<3" "transformers==5.24.0" "tokenizers==0.23.3" "jinja2>=3.1" >&2
-if [[ "${1:-}" == "--with-llama" ]]; then
+if [[ " $* " == *" --with-torch "* ]]; then
+  "$venv/bin/python" -m pip install --quiet torch >&2
+fi
+if [[ " $* " == *" --with-llama "* ]]; then
   wheels="$cache/wheels"
   mkdir -p "$wheels"
   if ! ls "$wheels"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
