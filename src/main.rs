@@ -1,6 +1,8 @@
 //! The `decant` command line. Exit codes: 0 success, 1 user error (bad input,
 //! with a message naming what and where), 2 usage error (clap's own).
 
+mod quantize_cmd;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -41,6 +43,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Quantize a GGUF model to a llama.cpp mix (q4_k_m, q8_0, ...), byte for byte as llama-quantize.
+    Quantize(quantize_cmd::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect_model(&model, json),
         Command::Tokenize { model, text, special, json } => tokenize_text(&model, &text, special, json),
+        Command::Quantize(args) => quantize_cmd::run(args),
     }
 }
 

@@ -6,6 +6,8 @@ pub mod blocks;
 pub mod dequant;
 pub mod ggml_type;
 pub mod gguf;
+pub mod mix;
+pub mod model_quant;
 pub mod quant;
 
 pub use dequant::{DequantError, dequantize, dequantize_to_vec};
