@@ -1,4 +1,6 @@
 //! Shared helpers for the end-to-end tests of the `decant` binary.
+// Each test binary compiles this module and uses only some of the helpers.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
