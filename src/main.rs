@@ -1,6 +1,10 @@
 //! The `decant` command line. Exit codes: 0 success, 1 user error (bad input,
 //! with a message naming what and where), 2 usage error (clap's own).
 
+mod data_cmd;
+mod eval_cmd;
+mod generate_cmd;
+mod logits_cmd;
 mod quantize_cmd;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +49,15 @@ enum Command {
     },
     /// Quantize a GGUF model to a llama.cpp mix (q4_k_m, q8_0, ...), byte for byte as llama-quantize.
     Quantize(quantize_cmd::QuantizeArgs),
+    /// Training data as a model sees it.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// Evaluate a model on a text: perplexity, chunked and scored as llama-perplexity does.
+    Eval(eval_cmd::EvalArgs),
+    /// Write a model's next-token logits at every position of a text or token list to a safetensors file.
+    Logits(logits_cmd::LogitsArgs),
+    /// Generate text greedily from a prompt; with --chat, as the reply to a user message.
+    Generate(generate_cmd::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +76,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect { model, json } => inspect_model(&model, json),
         Command::Tokenize { model, text, special, json } => tokenize_text(&model, &text, special, json),
         Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Data(command) => data_cmd::run(command),
+        Command::Eval(args) => eval_cmd::run(args),
+        Command::Logits(args) => logits_cmd::run(args),
+        Command::Generate(args) => generate_cmd::run(args),
     }
 }
 

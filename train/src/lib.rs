@@ -3,6 +3,8 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod eval;
+pub mod generate;
 pub mod import;
 pub mod model;
 

@@ -174,6 +174,11 @@ impl ChatTemplate {
         Ok(Self::new(source, origin)?.with_special_tokens(text("bos_token"), text("eos_token")))
     }
 
+    /// Where the template came from, as errors name it.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// The text of `messages`; with `add_generation_prompt`, followed by the
     /// header that opens the assistant's reply.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {

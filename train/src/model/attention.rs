@@ -8,6 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
 use super::INITIALIZER;
+use super::kv_cache::LayerCache;
 use super::rope::RopeTables;
 use crate::config::ModelConfig;
 
@@ -54,13 +55,16 @@ impl<B: Backend> Attention<B> {
         }
     }
 
-    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`. `mask` (true = hidden) adds to
-    /// the causal mask, e.g. a sliding window; it broadcasts over batch and heads.
-    pub fn forward(
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]` for `seq` new positions that
+    /// follow those in `cache`, which gains their keys and values. `rope` covers the
+    /// new positions; `mask` (true = hidden, `[.., seq, cached + seq]`) adds to the
+    /// causal mask, e.g. a sliding window; it broadcasts over batch and heads.
+    pub(super) fn forward(
         &self,
         x: Tensor<B, 3>,
         rope: &RopeTables<B>,
         mask: Option<Tensor<B, 4, Bool>>,
+        cache: &mut LayerCache<B>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let heads = |t: Tensor<B, 3>, n| t.reshape([batch, seq, n, self.head_dim]);
@@ -72,8 +76,10 @@ impl<B: Backend> Attention<B> {
             _ => (q, k),
         };
         let q = rope.apply(q.swap_dims(1, 2));
-        let k = self.share_kv_heads(rope.apply(k.swap_dims(1, 2)));
-        let v = self.share_kv_heads(v.swap_dims(1, 2));
+        let (k, v) = cache.append(rope.apply(k.swap_dims(1, 2)), v.swap_dims(1, 2));
+        let (k, v) = (self.share_kv_heads(k), self.share_kv_heads(v));
+        // Burn aligns the causal mask to the bottom right: query `i` of `seq` sees
+        // the keys up to `cached + i`, which is what a cache needs.
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
@@ -95,8 +101,11 @@ impl<B: Backend> Attention<B> {
             return t;
         }
         let [batch, kv_heads, seq, dim] = t.dims();
+        // `repeat_dim` copies whole blocks; `expand` then `reshape` would gather the
+        // broadcast view element by element, which is most of a decoding step's time
+        // on Flex once the cache holds a few hundred positions.
         t.unsqueeze_dim::<5>(2)
-            .expand([batch, kv_heads, group, seq, dim])
+            .repeat_dim(2, group)
             .reshape([batch, kv_heads * group, seq, dim])
     }
 }

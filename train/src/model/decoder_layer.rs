@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::attention::Attention;
+use super::kv_cache::LayerCache;
 use super::mlp::Mlp;
 use super::rope::RopeTables;
 use crate::config::ModelConfig;
@@ -34,15 +35,17 @@ impl<B: Backend> DecoderLayer<B> {
         }
     }
 
-    pub fn forward(
+    /// See [`Attention::forward`] for the arguments.
+    pub(super) fn forward(
         &self,
         x: Tensor<B, 3>,
         rope: &RopeTables<B>,
         mask: Option<Tensor<B, 4, Bool>>,
+        cache: &mut LayerCache<B>,
     ) -> Tensor<B, 3> {
-        let attended = self
-            .self_attn
-            .forward(self.input_layernorm.forward(x.clone()), rope, mask);
+        let attended =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rope, mask, cache);
         let x = x + attended;
         let transformed = self
             .mlp

@@ -2,17 +2,22 @@
 
 mod attention;
 mod decoder_layer;
+mod kv_cache;
 mod mlp;
 mod rope;
+mod sequence;
 mod transformer;
 
 use burn::module::Initializer;
 
 pub use attention::Attention;
 pub use decoder_layer::DecoderLayer;
+pub use kv_cache::KvCache;
 pub use mlp::Mlp;
 pub use rope::RopeTables;
-pub use transformer::Transformer;
+pub use sequence::InputError;
+pub(crate) use sequence::host_f32;
+pub use transformer::{LogitsFor, Transformer};
 
 /// Random weights as transformers initializes these families (`initializer_range`).
 const INITIALIZER: Initializer = Initializer::Normal {

@@ -1,0 +1,261 @@
+//! `decant eval`: a model's quality on a data file. For now its perplexity, as
+//! llama.cpp's `llama-perplexity` measures it (see `train::eval`).
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use datasets::{EncodeOptions, Tokenizer};
+use decant::{model_arg, tokenize};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use train::CpuBackend;
+use train::eval::{PerplexityOptions, PerplexityReport, perplexity};
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A .gguf file, a Hugging Face model directory, or hf://ORG/REPO[@REV].
+    #[arg(long)]
+    model: String,
+    /// The text to evaluate on: a text file, or JSON Lines (.jsonl, .ndjson) whose
+    /// records' `text` fields are joined by blank lines into one text.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Comma-separated metrics; supported: ppl.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "ppl", value_parser = parse_metric)]
+    metrics: Vec<Metric>,
+    /// Tokens per chunk; the first half of each chunk is context, the second half is scored.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    ctx: usize,
+    /// Evaluate at most N chunks from the start of the data.
+    #[arg(long, value_name = "N")]
+    max_chunks: Option<NonZeroUsize>,
+    /// Print one JSON object with every figure.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Metric {
+    Perplexity,
+}
+
+fn parse_metric(name: &str) -> Result<Metric, String> {
+    match name {
+        "ppl" => Ok(Metric::Perplexity),
+        "kld" | "top1" | "exact" => Err(format!(
+            "metric '{name}' is not implemented yet; supported: ppl"
+        )),
+        _ => Err(format!("unknown metric '{name}'; supported: ppl")),
+    }
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let source = model_arg::resolve(&args.model)?;
+    let text = read_text(&args.data)?;
+    let tokenizer = tokenize::load_tokenizer(&source)?;
+    let (tokens, bos) = tokenize_like_llama_perplexity(&tokenizer, &text)
+        .with_context(|| format!("cannot tokenize {}", args.data.display()))?;
+    let options = PerplexityOptions {
+        ctx: args.ctx,
+        max_chunks: args.max_chunks,
+        bos,
+    };
+    let cannot_evaluate = || format!("cannot evaluate {} on {}", source, args.data.display());
+    let chunk_count = options
+        .chunk_count(tokens.len())
+        .with_context(cannot_evaluate)?;
+
+    let model = train::load_model::<CpuBackend>(source.path(), &Default::default())
+        .with_context(|| format!("cannot load {source}"))?;
+    let mut report = json!({
+        "model": source.path(),
+        "data": args.data,
+        "tokens": tokens.len(),
+    });
+    let mut lines = Vec::new();
+    for metric in dedup(&args.metrics) {
+        match metric {
+            Metric::Perplexity => {
+                let bar = progress_bar(chunk_count, options.ctx);
+                let ppl = perplexity(&model, &tokens, &options, |chunk| {
+                    bar.inc(1);
+                    bar.set_message(format!("ppl {:.4}", chunk.running_ppl));
+                })
+                .with_context(cannot_evaluate)?;
+                bar.finish_and_clear();
+                report["ppl"] = perplexity_json(&ppl);
+                lines.extend(perplexity_text(&ppl));
+            }
+        }
+    }
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", lines.join("\n"));
+    }
+    Ok(())
+}
+
+/// The metrics in the order first named, each once.
+fn dedup(metrics: &[Metric]) -> Vec<Metric> {
+    let mut unique = Vec::new();
+    for &metric in metrics {
+        if !unique.contains(&metric) {
+            unique.push(metric);
+        }
+    }
+    unique
+}
+
+/// The evaluation text: a plain text file as it is, or the `text` fields of a
+/// JSON Lines file joined by blank lines, as paragraphs of one text.
+fn read_text(path: &Path) -> Result<String> {
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|ext| ext == "jsonl" || ext == "ndjson");
+    if !is_jsonl {
+        return Ok(content);
+    }
+    let mut texts = Vec::new();
+    for (index, line) in content.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), index + 1);
+        let mut record: Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not a JSON value", at()))?;
+        match record.get_mut("text").map(Value::take) {
+            Some(Value::String(text)) => texts.push(text),
+            Some(other) => bail!("{}: field 'text' holds {other}, not a string", at()),
+            None => bail!("{}: the record has no field 'text'", at()),
+        }
+    }
+    if texts.is_empty() {
+        bail!("{}: no records", path.display());
+    }
+    Ok(texts.join("\n\n"))
+}
+
+/// Token ids of the whole text as llama-perplexity takes them (add_special, no
+/// special-token parsing), and the BOS that starts each chunk where the
+/// vocabulary adds one: what it puts in front of an empty text.
+fn tokenize_like_llama_perplexity(
+    tokenizer: &Tokenizer,
+    text: &str,
+) -> Result<(Vec<u32>, Option<u32>)> {
+    let options = EncodeOptions {
+        add_special: true,
+        parse_special: false,
+    };
+    let bos = tokenizer
+        .encode("", options)?
+        .first()
+        .copied()
+        .filter(|&id| Some(id) == tokenizer.special_tokens().bos);
+    Ok((tokenizer.encode(text, options)?, bos))
+}
+
+fn progress_bar(chunks: usize, ctx: usize) -> ProgressBar {
+    let bar = ProgressBar::new(chunks as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} chunks {wide_msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("perplexity, ctx {ctx}"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn perplexity_json(report: &PerplexityReport) -> Value {
+    json!({
+        "value": report.ppl,
+        "error": report.ppl_error,
+        "nll_mean": report.nll_mean,
+        "ctx": report.ctx,
+        "chunks": report.chunks.len(),
+        "scored": report.scored,
+        "chunk_nll": report.chunks.iter().map(|c| c.nll_mean).collect::<Vec<_>>(),
+        "running_ppl": report.chunks.iter().map(|c| c.running_ppl).collect::<Vec<_>>(),
+    })
+}
+
+/// llama-perplexity's output: the running perplexity after each chunk, then the
+/// final estimate.
+fn perplexity_text(report: &PerplexityReport) -> [String; 2] {
+    let running: Vec<String> = report
+        .chunks
+        .iter()
+        .map(|c| format!("[{}]{:.4}", c.index + 1, c.running_ppl))
+        .collect();
+    let estimate = match report.ppl_error {
+        Some(error) => format!("Final estimate: PPL = {:.4} +/- {error:.5}", report.ppl),
+        None => format!("Final estimate: PPL = {:.4}", report.ppl),
+    };
+    [running.join(","), estimate]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_records_become_paragraphs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        std::fs::write(
+            &path,
+            "{\"text\": \"One.\", \"id\": 1}\n\n{\"text\": \"Two.\"}\n",
+        )
+        .unwrap();
+        assert_eq!(read_text(&path).unwrap(), "One.\n\nTwo.");
+        let plain = dir.path().join("data.txt");
+        std::fs::write(&plain, "{\"text\": \"as is\"}\n").unwrap();
+        assert_eq!(read_text(&plain).unwrap(), "{\"text\": \"as is\"}\n");
+    }
+
+    #[test]
+    fn bad_jsonl_lines_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        let error = |content: &str| {
+            std::fs::write(&path, content).unwrap();
+            format!("{:#}", read_text(&path).unwrap_err())
+        };
+        let at = |line: usize| format!("{}:{line}", path.display());
+        let err = error("{\"text\": \"ok\"}\n{\"body\": \"x\"}\n");
+        assert!(
+            err.contains(&at(2)) && err.contains("no field 'text'"),
+            "{err}"
+        );
+        let err = error("{\"text\": 3}\n");
+        assert!(
+            err.contains(&at(1)) && err.contains("not a string"),
+            "{err}"
+        );
+        let err = error("{\"text\": \"ok\"}\n\n{oops\n");
+        assert!(
+            err.contains(&at(3)) && err.contains("not a JSON value"),
+            "{err}"
+        );
+        assert!(error("\n\n").contains("no records"));
+    }
+
+    #[test]
+    fn metric_names() {
+        assert_eq!(parse_metric("ppl"), Ok(Metric::Perplexity));
+        assert!(parse_metric("kld").unwrap_err().contains("supported: ppl"));
+        assert!(
+            parse_metric("bleu")
+                .unwrap_err()
+                .contains("unknown metric 'bleu'")
+        );
+        assert_eq!(
+            dedup(&[Metric::Perplexity, Metric::Perplexity]),
+            [Metric::Perplexity]
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! `decant eval --metrics ppl` on the reference teacher against llama-perplexity's
+//! algorithm run on llama.cpp's logits (`tools/goldens/perplexity_llamacpp.py`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{decant, reference_model, stderr, stdout};
+use serde_json::Value;
+
+/// Logits agree to ~1e-4, so the mean NLL does too; this leaves room for that.
+const RELATIVE_TOLERANCE: f64 = 1e-3;
+
+fn goldens() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("train/tests/goldens/ppl")
+}
+
+fn golden() -> Value {
+    let path = goldens().join("smollm2_ctx128_llamacpp.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn floats(value: &Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+fn assert_close(name: &str, ours: f64, theirs: f64) {
+    let relative = (ours - theirs).abs() / theirs.abs();
+    assert!(
+        relative <= RELATIVE_TOLERANCE,
+        "{name}: decant {ours}, llama.cpp {theirs} (relative difference {relative:.2e})"
+    );
+}
+
+#[test]
+fn perplexity_matches_llama_perplexity() {
+    let model = reference_model();
+    let data = goldens().join("prose.txt");
+    let out = decant(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--metrics",
+        "ppl",
+        "--ctx",
+        "128",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let theirs = golden();
+    let ppl = &ours["ppl"];
+    assert_eq!(ours["tokens"], theirs["tokens"], "same tokenization");
+    for key in ["ctx", "chunks", "scored"] {
+        assert_eq!(ppl[key], theirs[key], "{key}");
+    }
+    eprintln!(
+        "decant PPL = {} +/- {}; llama.cpp {} +/- {}",
+        ppl["value"], ppl["error"], theirs["ppl"], theirs["ppl_error"]
+    );
+    assert_close(
+        "ppl",
+        ppl["value"].as_f64().unwrap(),
+        theirs["ppl"].as_f64().unwrap(),
+    );
+    assert_close(
+        "ppl error",
+        ppl["error"].as_f64().unwrap(),
+        theirs["ppl_error"].as_f64().unwrap(),
+    );
+    let chunk_nll = floats(&ppl["chunk_nll"]);
+    for (i, (ours, theirs)) in chunk_nll
+        .iter()
+        .zip(floats(&theirs["chunk_nll"]))
+        .enumerate()
+    {
+        assert_close(&format!("chunk {} mean NLL", i + 1), *ours, theirs);
+    }
+}
+
+#[test]
+fn jsonl_records_and_chunk_limit_in_llama_perplexity_text() {
+    // The prose as one record per paragraph: joined back by blank lines it is the
+    // same text, so the first chunks score as in the golden.
+    let prose = std::fs::read_to_string(goldens().join("prose.txt")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("prose.jsonl");
+    let records: Vec<String> = prose
+        .trim_end()
+        .split("\n\n")
+        .map(|paragraph| serde_json::json!({ "text": paragraph, "source": "golden" }).to_string())
+        .collect();
+    std::fs::write(&data, records.join("\n")).unwrap();
+
+    let model = reference_model();
+    let out = decant(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--ctx",
+        "128",
+        "--max-chunks",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let [running, estimate] = lines[..] else {
+        panic!("expected two lines: {text}");
+    };
+    let running: Vec<f64> = running
+        .split(',')
+        .enumerate()
+        .map(|(i, entry)| {
+            let value = entry.strip_prefix(&format!("[{}]", i + 1)).unwrap();
+            value.parse().unwrap()
+        })
+        .collect();
+    let golden_running = floats(&golden()["running_ppl"]);
+    assert_eq!(running.len(), 2, "{text}");
+    for (i, (ours, theirs)) in running.iter().zip(&golden_running).enumerate() {
+        assert_close(&format!("running ppl {}", i + 1), *ours, *theirs);
+    }
+    assert!(
+        estimate.starts_with(&format!("Final estimate: PPL = {:.4} +/- ", running[1])),
+        "{text}"
+    );
+}
+
+#[test]
+fn unsupported_metrics_are_usage_errors_naming_the_supported_ones() {
+    for (metric, message) in [
+        ("kld", "metric 'kld' is not implemented yet"),
+        ("bleu", "unknown metric 'bleu'"),
+    ] {
+        let out = decant(&[
+            "eval",
+            "--model",
+            "m.gguf",
+            "--data",
+            "d.txt",
+            "--metrics",
+            metric,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{metric}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(message) && err.contains("supported: ppl"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn data_errors_name_the_file() {
+    let model = reference_model();
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, "Too short to fill a chunk.").unwrap();
+    let out = decant(&["eval", "--model", model, "--data", short.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&short.display().to_string()) && err.contains("less than one chunk of 512"),
+        "{err}"
+    );
+
+    let jsonl = dir.path().join("bad.jsonl");
+    std::fs::write(&jsonl, "{\"text\": \"fine\"}\n{\"prompt\": \"no text\"}\n").unwrap();
+    let out = decant(&["eval", "--model", model, "--data", jsonl.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:2", jsonl.display())) && err.contains("no field 'text'"),
+        "{err}"
+    );
+}

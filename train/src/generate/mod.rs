@@ -1,0 +1,5 @@
+//! Text generation: greedy decoding over the model's key/value cache.
+
+mod greedy;
+
+pub use greedy::{Generation, StopReason, generate_greedy};
