@@ -3,7 +3,7 @@
 //! again. A token costs five bytes here (id and trained flag), about what its
 //! text costs on disk.
 
-use crate::error::Result;
+use crate::error::{DatasetError, Result};
 use crate::hash::StableHasher;
 use crate::prepare::Prepare;
 use crate::source::Record;
@@ -47,30 +47,62 @@ impl Documents {
         origin: &str,
     ) -> Result<(Self, Stats)> {
         let mut stats = StatsBuilder::new(prepare);
-        let mut documents = Self {
-            tokens: Vec::new(),
-            trained: Vec::new(),
-            offsets: vec![0],
-            longest: 0,
-            fingerprint: 0,
-        };
+        let mut documents = Self::empty();
         let mut hasher = StableHasher::new();
         prepare.each(records, |prepared| {
             stats.add(&prepared);
             if let Some(document) = prepared.outcome.into_kept() {
-                hasher.u64(document.len() as u64);
-                for (&token, &trained) in document.tokens.iter().zip(&document.trained) {
-                    hasher.u64(u64::from(token) << 1 | u64::from(trained));
-                }
-                documents.longest = documents.longest.max(document.len());
-                documents.tokens.extend(document.tokens);
-                documents.trained.extend(document.trained);
-                documents.offsets.push(documents.tokens.len());
+                documents.push(&mut hasher, &document.tokens, &document.trained);
             }
         })?;
         let stats = stats.finish(origin)?;
         documents.fingerprint = hasher.finish();
         Ok((documents, stats))
+    }
+
+    /// Documents already tokenized, each as its tokens and which of them are
+    /// trained: data that another stage produced, or a test's. `origin` names
+    /// the data if there is none.
+    pub fn from_tokens<'a>(
+        documents: impl IntoIterator<Item = (&'a [u32], &'a [bool])>,
+        origin: &str,
+    ) -> Result<Self> {
+        let mut kept = Self::empty();
+        let mut hasher = StableHasher::new();
+        for (tokens, trained) in documents {
+            assert_eq!(tokens.len(), trained.len(), "one flag per token");
+            if !tokens.is_empty() {
+                kept.push(&mut hasher, tokens, trained);
+            }
+        }
+        if kept.is_empty() {
+            return Err(DatasetError::EmptyDataset {
+                origin: origin.to_owned(),
+            });
+        }
+        kept.fingerprint = hasher.finish();
+        Ok(kept)
+    }
+
+    fn empty() -> Self {
+        Self {
+            tokens: Vec::new(),
+            trained: Vec::new(),
+            offsets: vec![0],
+            longest: 0,
+            fingerprint: 0,
+        }
+    }
+
+    fn push(&mut self, hasher: &mut StableHasher, tokens: &[u32], trained: &[bool]) {
+        hasher.u64(tokens.len() as u64);
+        for (&token, &flag) in tokens.iter().zip(trained) {
+            hasher.u64(u64::from(token) << 1 | u64::from(flag));
+        }
+        self.longest = self.longest.max(tokens.len());
+        self.tokens.extend_from_slice(tokens);
+        self.trained.extend_from_slice(trained);
+        self.offsets.push(self.tokens.len());
     }
 
     pub fn len(&self) -> usize {

@@ -54,7 +54,9 @@ impl fmt::Display for BackendKind {
 pub enum BackendError {
     #[error("unknown backend '{0}': expected one of cpu, wgpu, cuda")]
     Unknown(String),
-    #[error("backend '{0}' is not compiled into this binary: rebuild with `cargo build --release --features {0}`")]
+    #[error(
+        "backend '{0}' is not compiled into this binary: rebuild with `cargo build --release --features {0}`"
+    )]
     NotCompiledIn(BackendKind),
 }
 
@@ -99,8 +101,11 @@ mod tests {
     fn cpu_backend_computes_and_differentiates() {
         type B = Autodiff<CpuBackend>;
         let device = Default::default();
-        let x = Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device)
-            .require_grad();
+        let x = Tensor::<B, 2>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]),
+            &device,
+        )
+        .require_grad();
         let y = x.clone().matmul(x.clone()).sum();
         let grads = y.backward();
         let gx = x.grad(&grads).expect("x requires grad");

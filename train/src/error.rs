@@ -68,3 +68,50 @@ pub enum ImportError {
     )]
     NotAModel { path: PathBuf },
 }
+
+/// A training run that cannot start, continue or save.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    #[error("freeze pattern '{pattern}': {message}")]
+    FreezePattern { pattern: String, message: String },
+    #[error("parameter '{name}' is missing from the saved tensors")]
+    MissingParameter { name: String },
+    #[error("saved tensor '{name}' has shape {actual:?}, the parameter has {expected:?}")]
+    ParameterShape {
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    #[error("saved tensor '{name}' belongs to no parameter of the model")]
+    UnexpectedParameter { name: String },
+    #[error(
+        "step {step}: the {what} is {value}; stopping with the last good checkpoint kept \
+         (lower the learning rate, clip gradients, or check the data)"
+    )]
+    NonFinite {
+        step: u64,
+        what: &'static str,
+        value: f64,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Safetensors {
+        path: PathBuf,
+        source: safetensors::SafeTensorError,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Data(#[from] datasets::DatasetError),
+}

@@ -1,15 +1,18 @@
 //! The model family in Burn, its backends and the training loop.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod import;
 pub mod model;
+pub mod optim;
+pub mod trainer;
 
 pub use backend::{BackendError, BackendKind, CpuBackend};
 pub use config::{Architecture, ModelConfig, RopeConfig, RopeScaling};
-pub use error::{ImportError, ModelError};
+pub use error::{ImportError, ModelError, TrainError};
 pub use import::{load_gguf, load_hf_dir, load_model};
 pub use model::Transformer;

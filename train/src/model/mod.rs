@@ -5,6 +5,7 @@ mod decoder_layer;
 mod kv_cache;
 mod mlp;
 mod rope;
+mod rows;
 mod sequence;
 mod transformer;
 
@@ -15,6 +16,7 @@ pub use decoder_layer::DecoderLayer;
 pub use kv_cache::KvCache;
 pub use mlp::Mlp;
 pub use rope::RopeTables;
+pub use rows::RowLayout;
 pub use sequence::InputError;
 pub(crate) use sequence::host_f32;
 pub use transformer::{LogitsFor, Transformer};

@@ -15,7 +15,8 @@ use crate::config::RopeConfig;
 /// Cosines and sines for a run of positions, laid out to multiply `[batch, heads,
 /// positions, head_dim]` flattened to `[batch · heads, positions · head_dim]`:
 /// one row of `positions · head_dim`, each position's cosines repeated for both
-/// halves, its sines negated for the first half.
+/// halves, its sines negated for the first half. Packed training rows, whose
+/// documents restart their positions, get one such row per batch row instead.
 ///
 /// That layout keeps Flex on its fast paths: a contiguous tensor times a row
 /// shared by every outer index is one SIMD pass, where the `[.., positions,
@@ -23,24 +24,50 @@ use crate::config::RopeConfig;
 /// element, about a tenth of a prompt's processing time.
 #[derive(Clone, Debug)]
 pub struct RopeTables<B: Backend> {
+    /// `[rows, positions · head_dim]`, `rows` 1 (shared) or the batch size.
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
 }
 
 impl<B: Backend> RopeTables<B> {
+    /// Tables for the positions `positions`, shared by every row of a batch.
     pub fn new(
         rope: &RopeConfig,
         head_dim: usize,
         positions: Range<usize>,
         device: &B::Device,
     ) -> Self {
-        let half = head_dim / 2;
         let count = positions.len();
+        Self::from_positions(rope, head_dim, positions, [1, count], device)
+    }
+
+    /// Tables for `[rows, seq]` explicit positions, row-major: each row of a
+    /// batch gets its own (a packed row restarts at 0 for every document).
+    pub fn per_row(
+        rope: &RopeConfig,
+        head_dim: usize,
+        positions: &[u32],
+        [rows, seq]: [usize; 2],
+        device: &B::Device,
+    ) -> Self {
+        assert_eq!(positions.len(), rows * seq, "one position per token");
+        let positions = positions.iter().map(|&p| p as usize);
+        Self::from_positions(rope, head_dim, positions, [rows, seq], device)
+    }
+
+    fn from_positions(
+        rope: &RopeConfig,
+        head_dim: usize,
+        positions: impl Iterator<Item = usize>,
+        [rows, seq]: [usize; 2],
+        device: &B::Device,
+    ) -> Self {
+        let half = head_dim / 2;
         let theta_scale = rope.theta.powf(-2.0 / head_dim as f32);
         let freq_scale = rope.scaling.freq_scale();
         let factors = rope.scaling.freq_factors(rope.theta, head_dim);
-        let mut cos = Vec::with_capacity(count * head_dim);
-        let mut sin = Vec::with_capacity(count * head_dim);
+        let mut cos = Vec::with_capacity(rows * seq * head_dim);
+        let mut sin = Vec::with_capacity(rows * seq * head_dim);
         let (mut cos_half, mut sin_half) = (vec![0.0; half], vec![0.0; half]);
         for p in positions {
             let mut theta = p as f32;
@@ -56,7 +83,7 @@ impl<B: Backend> RopeTables<B> {
             sin.extend_from_slice(&sin_half);
         }
         let table =
-            |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [1, count * head_dim]), device);
+            |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [rows, seq * head_dim]), device);
         Self {
             cos: table(cos),
             sin: table(sin),
@@ -81,7 +108,15 @@ impl<B: Backend> RopeTables<B> {
             ],
             3,
         );
-        let rotated = x.reshape(rows) * self.cos.clone() + swapped.reshape(rows) * self.sin.clone();
+        let rotated = if self.cos.dims()[0] == 1 {
+            x.reshape(rows) * self.cos.clone() + swapped.reshape(rows) * self.sin.clone()
+        } else {
+            let per_row = [batch, heads, positions * head_dim];
+            let table = |t: &Tensor<B, 2>| t.clone().unsqueeze_dim::<3>(1);
+            let rotated =
+                x.reshape(per_row) * table(&self.cos) + swapped.reshape(per_row) * table(&self.sin);
+            rotated.reshape(rows)
+        };
         rotated.reshape(dims)
     }
 }

@@ -93,14 +93,32 @@ impl<B: Backend> Transformer<B> {
             &device,
         );
         let mask = self.window_mask(start, seq, &device);
-        let mut x = self.embed_tokens.forward(tokens);
-        for (layer, layer_cache) in self.layers.iter().zip(cache.extend(seq)) {
-            x = layer.forward(x, &rope, mask.clone(), layer_cache);
-        }
+        let mut x = self.layers_forward(tokens, &rope, mask, cache);
         if logits_for == LogitsFor::Last {
             x = x.narrow(1, seq - 1, 1);
         }
-        let x = self.norm.forward(x);
+        self.output_logits(self.norm.forward(x))
+    }
+
+    /// The residual stream after the last decoder layer, before the final norm.
+    pub(super) fn layers_forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        rope: &RopeTables<B>,
+        mask: Option<Tensor<B, 4, Bool>>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let seq = tokens.dims()[1];
+        let mut x = self.embed_tokens.forward(tokens);
+        for (layer, layer_cache) in self.layers.iter().zip(cache.extend(seq)) {
+            x = layer.forward(x, rope, mask.clone(), layer_cache);
+        }
+        x
+    }
+
+    /// The output head on final-norm hidden states: `[batch, seq, hidden]` →
+    /// `[batch, seq, vocab]`.
+    pub fn output_logits(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
             Some(head) => head.forward(x),
             None => {

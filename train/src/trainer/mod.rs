@@ -1,0 +1,16 @@
+//! The training core: a loop over prepared data with AdamW, schedules,
+//! clipping, accumulation, freezing, metrics and exact resumption.
+
+mod config;
+mod metrics;
+mod objective;
+mod progress;
+mod run;
+
+pub use config::TrainConfig;
+pub use metrics::{MetricsLog, StepMetrics, read_metrics};
+pub use objective::{
+    CrossEntropy, LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor,
+};
+pub use progress::{Quiet, StepObserver, TrainProgress};
+pub use run::{TrainData, TrainSummary, Trainer};

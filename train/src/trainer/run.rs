@@ -1,0 +1,262 @@
+//! The training loop: micro-batches → loss → gradients accumulated over the
+//! step → global-norm clipping → AdamW → metrics, with a checkpoint every N
+//! steps from which [`Trainer::resume`] continues exactly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
+use datasets::order::SplitMix64;
+use datasets::{Batch, Documents, Loader, LoaderConfig};
+
+use super::config::TrainConfig;
+use super::metrics::{MetricsLog, StepMetrics};
+use super::objective::Objective;
+use super::progress::StepObserver;
+use crate::checkpoint::{self, CheckpointDir, TrainerState};
+use crate::error::TrainError;
+use crate::model::Transformer;
+use crate::optim::{AdamW, FreezePatterns, freeze, global_grad_norm, load_named, scale_grads};
+
+/// The data a run trains on: prepared documents and how to batch them.
+#[derive(Clone)]
+pub struct TrainData {
+    pub documents: Arc<Documents>,
+    pub loader: LoaderConfig,
+}
+
+/// A run's directory layout: `checkpoints/` and `metrics.jsonl`.
+fn checkpoints_of(run_dir: &Path, config: &TrainConfig) -> CheckpointDir {
+    CheckpointDir::new(run_dir.join("checkpoints"), config.keep_checkpoints)
+}
+
+pub struct Trainer<B: AutodiffBackend> {
+    config: TrainConfig,
+    model: Transformer<B>,
+    optimizer: AdamW<B>,
+    loader: Loader,
+    checkpoints: CheckpointDir,
+    metrics: MetricsLog,
+    step: u64,
+    last_loss: f64,
+}
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSummary {
+    /// Optimizer steps completed in all.
+    pub steps: u64,
+    pub last_loss: f64,
+    pub last_checkpoint: Option<PathBuf>,
+    /// The data ran out (a finite number of epochs) before the step count.
+    pub data_exhausted: bool,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// A fresh run of `model` in `run_dir`, which must hold no checkpoint yet.
+    pub fn start(
+        config: TrainConfig,
+        model: Transformer<B>,
+        data: TrainData,
+        run_dir: &Path,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let checkpoints = checkpoints_of(run_dir, &config);
+        if let Some(existing) = checkpoints.latest()? {
+            return Err(TrainError::Checkpoint {
+                path: existing,
+                message: "this run has checkpoints already; resume it or use a new directory"
+                    .into(),
+            });
+        }
+        let (model, _) = freeze(model, &FreezePatterns::new(&config.freeze)?)?;
+        Ok(Self {
+            optimizer: AdamW::new(config.optimizer),
+            loader: Loader::new(data.documents, data.loader)?,
+            metrics: MetricsLog::open(&run_dir.join("metrics.jsonl"), 0)?,
+            checkpoints,
+            model,
+            config,
+            step: 0,
+            last_loss: f64::NAN,
+        })
+    }
+
+    /// Continues the run in `run_dir` from its newest checkpoint, with the same
+    /// configuration and data (checked by fingerprints).
+    pub fn resume(
+        config: TrainConfig,
+        data: TrainData,
+        run_dir: &Path,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let checkpoints = checkpoints_of(run_dir, &config);
+        let dir = checkpoints
+            .latest()?
+            .ok_or_else(|| TrainError::Checkpoint {
+                path: checkpoints.root().to_owned(),
+                message: "no checkpoint to resume from".into(),
+            })?;
+        let saved = checkpoint::load(&dir)?;
+        if saved.state.config_fingerprint != config.fingerprint() {
+            return Err(TrainError::Checkpoint {
+                path: dir,
+                message: "was written with other training settings; resume with the same ones"
+                    .into(),
+            });
+        }
+        let model = saved
+            .model_config
+            .init::<B>(device)
+            .map_err(|e| TrainError::Checkpoint {
+                path: dir.clone(),
+                message: e.to_string(),
+            })?;
+        let model = load_named(model, &saved.weights, device)?;
+        let (model, _) = freeze(model, &FreezePatterns::new(&config.freeze)?)?;
+        let optimizer = AdamW::load_state(config.optimizer, &saved.optimizer, device)?;
+        let step = saved.state.step;
+        Ok(Self {
+            loader: Loader::resume(data.documents, data.loader, saved.state.loader)?,
+            metrics: MetricsLog::open(&run_dir.join("metrics.jsonl"), step)?,
+            checkpoints,
+            model,
+            optimizer,
+            config,
+            step,
+            last_loss: saved.state.loss,
+        })
+    }
+
+    pub fn model(&self) -> &Transformer<B> {
+        &self.model
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Trains until `config.steps` (or `until`, if sooner), reporting each step
+    /// to `observer`.
+    pub fn run(
+        &mut self,
+        objective: &mut impl Objective<B>,
+        observer: &mut impl StepObserver,
+        until: Option<u64>,
+    ) -> Result<TrainSummary, TrainError> {
+        let last = until.map_or(self.config.steps, |u| u.min(self.config.steps));
+        let started = Instant::now();
+        let mut last_checkpoint = None;
+        let mut data_exhausted = false;
+        while self.step < last {
+            let batches: Vec<Batch> = (&mut self.loader)
+                .take(self.config.grad_accum as usize)
+                .collect();
+            if batches.is_empty() {
+                data_exhausted = true;
+                break;
+            }
+            let step_started = Instant::now();
+            let mut metrics = self.train_step(objective, &batches)?;
+            let seconds = step_started.elapsed().as_secs_f64();
+            let input_tokens: usize = batches
+                .iter()
+                .map(|b| b.document_ids.iter().filter(|&&d| d != 0).count())
+                .sum();
+            metrics.tokens_per_s = input_tokens as f64 / seconds.max(1e-9);
+            metrics.elapsed_s = started.elapsed().as_secs_f64();
+            self.metrics.append(&metrics)?;
+            observer.on_step(&metrics);
+            if self.step.is_multiple_of(self.config.checkpoint_every)
+                || self.step == self.config.steps
+            {
+                last_checkpoint = Some(self.save_checkpoint()?);
+            }
+        }
+        if data_exhausted && last_checkpoint.is_none() && self.step > 0 {
+            last_checkpoint = Some(self.save_checkpoint()?);
+        }
+        Ok(TrainSummary {
+            steps: self.step,
+            last_loss: self.last_loss,
+            last_checkpoint,
+            data_exhausted,
+        })
+    }
+
+    fn train_step(
+        &mut self,
+        objective: &mut impl Objective<B>,
+        batches: &[Batch],
+    ) -> Result<StepMetrics, TrainError> {
+        let step = self.step + 1;
+        let lr = self.config.schedule().lr(self.step);
+        let mut rng = SplitMix64::new(self.config.seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let trained: usize = batches
+            .iter()
+            .map(|b| b.loss_mask.iter().filter(|&&m| m).count())
+            .sum();
+        let norm = trained.max(1) as f64;
+        let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
+        let mut loss_sum = 0.0;
+        let mut components: BTreeMap<String, f64> = BTreeMap::new();
+        for batch in batches {
+            let loss = objective.loss(&self.model, batch, &mut rng)?;
+            let value: f64 = loss.total.clone().into_scalar().elem();
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    step,
+                    what: "loss",
+                    value,
+                });
+            }
+            loss_sum += value;
+            for (name, part) in loss.components {
+                *components.entry(name.to_owned()).or_default() += part / norm;
+            }
+            let grads = loss.total.div_scalar(norm).backward();
+            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+        }
+        let grads = accumulator.grads();
+        let grad_norm = global_grad_norm(&self.model, &grads);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                what: "gradient norm",
+                value: grad_norm,
+            });
+        }
+        let scale = scale_grads(grad_norm, self.config.clip_norm);
+        self.model = self.optimizer.step(self.model.clone(), grads, lr, scale);
+        self.step = step;
+        self.last_loss = loss_sum / norm;
+        Ok(StepMetrics {
+            step,
+            loss: self.last_loss,
+            components,
+            lr,
+            grad_norm,
+            trained_tokens: trained as u64,
+            tokens_per_s: 0.0,
+            elapsed_s: 0.0,
+        })
+    }
+
+    fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        self.metrics.sync()?;
+        let state = TrainerState {
+            step: self.step,
+            loader: self.loader.state(),
+            seed: self.config.seed,
+            config_fingerprint: self.config.fingerprint(),
+            loss: self.last_loss,
+        };
+        self.checkpoints
+            .save(&self.model, &self.optimizer.state(), &state)
+    }
+}
