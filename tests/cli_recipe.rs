@@ -171,16 +171,15 @@ metrics = ["kld"]
         format!("{file}:13:16: `train.warmup_steps`: 20 warmup steps are more than the 10 steps of the run"),
         format!("{file}:14:11: `train.backend`: unknown backend 'tpu': expected one of cpu, wgpu, cuda"),
         format!("{file}:16:1: [qat]: missing required key `type`"),
-        format!("{file}:20:20: `export.types`: element 1: unknown quantization type 'q4_k_x'; valid types: q4_0, "),
+        format!("{file}:20:20: `export.types[1]`: unknown quantization type 'q4_k_x'; valid types: q4_0, "),
         format!("{file}:23:11: `eval.metrics`: 'kld' compares the student with the teacher, and the recipe has no [teacher]"),
-        format!("{file}:23:11: [eval]: no evaluation data"),
     ];
     let lines = error_lines(&out);
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (line, expected) in lines.iter().zip(&expected) {
         assert!(line.starts_with(expected.as_str()), "expected {expected:?}\n   found {line:?}");
     }
-    assert!(stderr(&out).ends_with(&format!("error: {file}: 11 errors in the recipe\n")));
+    assert!(stderr(&out).ends_with(&format!("error: {file}: 10 errors in the recipe\n")));
 }
 
 #[test]
@@ -231,6 +230,22 @@ data = "train.jsonl"
     for (line, expected) in lines.iter().zip(&expected) {
         assert!(line.starts_with(expected.as_str()), "expected {expected:?}\n   found {line:?}");
     }
+}
+
+#[test]
+fn evaluation_needs_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = MINIMAL.replace("held_out = 0.1\n", "") + "\n[eval]\nmetrics = [\"ppl\"]\n";
+    let path = write_recipe(dir.path(), &body);
+    let out = check(&path, false);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        error_lines(&out),
+        [format!(
+            "{}:12:1: [eval]: no evaluation data; set `eval.data`, `data.eval` or a `data.held_out` fraction",
+            path.display()
+        )]
+    );
 }
 
 #[test]

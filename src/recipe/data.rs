@@ -6,7 +6,7 @@ use datasets::{AssistantTurns, Columns, RecordFormat, Truncation};
 use serde::Serialize;
 
 use super::paths;
-use super::reader::{Table, Value, boolean, number, parsed, positive, string, strings};
+use super::reader::{Table, boolean, number, parsed, positive, string, strings};
 
 const MAX_LENGTH: u64 = 2048;
 
@@ -38,8 +38,8 @@ pub struct Data {
 }
 
 pub fn read(mut table: Table<'_, '_>, base: &Path) -> Option<Data> {
-    let train = table.required("train", |value| data_files(base, value));
-    let eval = table.optional("eval", |value| data_files(base, value));
+    let train = data_files(&mut table, "train", base, true);
+    let eval = data_files(&mut table, "eval", base, false);
     let held_out = table.optional("held_out", |value| {
         let fraction = number(value)?;
         if fraction > 0.0 && fraction < 1.0 {
@@ -99,31 +99,48 @@ pub fn read(mut table: Table<'_, '_>, base: &Path) -> Option<Data> {
     })
 }
 
-/// Resolves each pattern now, so that a missing file fails the check rather
-/// than the run.
-pub fn data_files(base: &Path, value: &Value<'_>) -> Result<DataFiles, String> {
-    let mut patterns = Vec::new();
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for pattern in strings(value)? {
+/// The data files at `key`, each pattern resolved now (a missing file fails
+/// the check rather than the run) and each failure reported at its pattern.
+pub fn data_files(
+    table: &mut Table<'_, '_>,
+    key: &'static str,
+    base: &Path,
+    required: bool,
+) -> Option<DataFiles> {
+    if required && !table.require(key) {
+        return None;
+    }
+    let value = table.value(key)?;
+    let patterns = match strings(value) {
+        Ok(patterns) => patterns,
+        Err(message) => {
+            table.error_at(value.span(), key, message);
+            return None;
+        }
+    };
+    let mut files = DataFiles {
+        patterns: Vec::new(),
+        files: Vec::new(),
+    };
+    let mut ok = true;
+    for pattern in patterns {
         let resolved = paths::resolve(base, pattern.get_ref()).to_string_lossy().into_owned();
         match datasets::source::resolve_files(&[&resolved]) {
             Ok(found) => {
                 for file in found {
-                    if !files.contains(&file) {
-                        files.push(file);
+                    if !files.files.contains(&file) {
+                        files.files.push(file);
                     }
                 }
             }
-            Err(err) => errors.push(err.to_string()),
+            Err(err) => {
+                ok = false;
+                table.error_at(pattern.span(), key, err);
+            }
         }
-        patterns.push(resolved);
+        files.patterns.push(resolved);
     }
-    if errors.is_empty() {
-        Ok(DataFiles { patterns, files })
-    } else {
-        Err(errors.join("; "))
-    }
+    ok.then_some(files)
 }
 
 fn read_columns(mut table: Table<'_, '_>) -> Option<Columns> {

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::data::{DataFiles, data_files};
-use super::reader::{Table, array, one_of, positive};
+use super::reader::{Table, one_of, positive};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,8 +59,7 @@ pub struct Eval {
 }
 
 pub fn read(mut table: Table<'_, '_>, base: &Path, has_teacher: bool) -> Option<Eval> {
-    let metrics = table.optional("metrics", |value| {
-        let names = array(one_of(&METRICS))(value)?;
+    let metrics = table.list("metrics", one_of(&METRICS), |names| {
         if names.is_empty() {
             return Err(format!("expected at least one metric ({})", METRICS.join(", ")));
         }
@@ -74,7 +73,7 @@ pub fn read(mut table: Table<'_, '_>, base: &Path, has_teacher: bool) -> Option<
         }
         Ok(metrics)
     });
-    let data = table.optional("data", |value| data_files(base, value));
+    let data = data_files(&mut table, "data", base, false);
     let max_new_tokens = table.optional("max_new_tokens", positive).unwrap_or(256);
     let cascade = table.table("cascade").and_then(read_cascade);
     let out = table.collector();

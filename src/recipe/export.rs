@@ -4,7 +4,7 @@ use quantize::mix::Mix;
 use serde::{Serialize, Serializer};
 
 use super::qat::Qat;
-use super::reader::{Table, array, boolean, one_of, parsed, string};
+use super::reader::{Table, boolean, one_of, parsed, string};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,8 +53,7 @@ impl Export {
 }
 
 pub fn read(mut table: Table<'_, '_>, default_name: String, qat: Option<&Qat>) -> Option<Export> {
-    let formats = table.optional("formats", |value| {
-        let formats = array(one_of(&["gguf", "safetensors"]))(value)?;
+    let formats = table.list("formats", one_of(&["gguf", "safetensors"]), |formats| {
         let formats: Vec<Format> = formats
             .iter()
             .map(|format| match *format.get_ref() {
@@ -70,8 +69,8 @@ pub fn read(mut table: Table<'_, '_>, default_name: String, qat: Option<&Qat>) -
             None => Ok(formats),
         }
     });
-    let types = table.optional("types", |value| {
-        let types: Vec<Mix> = array(parsed::<Mix>)(value)?.into_iter().map(|t| t.into_inner()).collect();
+    let types = table.list("types", parsed::<Mix>, |types| {
+        let types: Vec<Mix> = types.into_iter().map(|t| t.into_inner()).collect();
         if types.is_empty() {
             return Err("expected at least one type".to_owned());
         }

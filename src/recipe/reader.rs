@@ -121,15 +121,63 @@ impl<'a, 'i> Table<'a, 'i> {
         key: &'static str,
         convert: impl FnOnce(&Value<'i>) -> Result<T, String>,
     ) -> Option<T> {
-        if !self.table.contains_key(key) {
-            self.ask(key);
+        if !self.require(key) {
+            return None;
+        }
+        self.optional(key, convert)
+    }
+
+    /// The array at `key`, each element read by `element` (a bad one is
+    /// reported at its own span, by index), then the whole list by `whole`
+    /// (reported at the array).
+    pub fn list<T, V>(
+        &mut self,
+        key: &'static str,
+        element: impl Fn(&Value<'i>) -> Result<T, String>,
+        whole: impl FnOnce(Vec<Spanned<T>>) -> Result<V, String>,
+    ) -> Option<V> {
+        let value = self.value(key)?;
+        let DeValue::Array(items) = value.get_ref() else {
+            self.error_at(value.span(), key, expected("an array", value));
+            return None;
+        };
+        let mut elements = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            match element(item) {
+                Ok(converted) => elements.push(Spanned::new(item.span(), converted)),
+                Err(message) => {
+                    ok = false;
+                    self.out.error(
+                        item.span(),
+                        format!("`{}[{index}]`: {message}", self.key_path(key)),
+                    );
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match whole(elements) {
+            Ok(list) => Some(list),
+            Err(message) => {
+                self.error_at(value.span(), key, message);
+                None
+            }
+        }
+    }
+
+    /// Reports a missing required `key` at the table.
+    pub fn require(&mut self, key: &'static str) -> bool {
+        self.ask(key);
+        let present = self.has(key);
+        if !present {
             self.out.error(
                 self.span.clone(),
                 format!("{}: missing required key `{key}`", self.name()),
             );
-            return None;
         }
-        self.optional(key, convert)
+        present
     }
 
     /// The sub-table at `key`, if present and a table.
@@ -330,43 +378,17 @@ pub fn one_of(names: &'static [&'static str]) -> impl Fn(&Value<'_>) -> Result<&
     }
 }
 
-/// The elements of an array, each with its span, converted by `convert`; all
-/// bad elements are reported, by index.
-pub fn array<T>(
-    convert: impl Fn(&Value<'_>) -> Result<T, String>,
-) -> impl Fn(&Value<'_>) -> Result<Vec<Spanned<T>>, String> {
-    move |value| {
-        let DeValue::Array(items) = value.get_ref() else {
-            return Err(expected("an array", value));
-        };
-        let mut converted = Vec::with_capacity(items.len());
-        let mut errors = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            match convert(item) {
-                Ok(element) => converted.push(Spanned::new(item.span(), element)),
-                Err(message) => errors.push(format!("element {index}: {message}")),
-            }
-        }
-        if errors.is_empty() {
-            Ok(converted)
-        } else {
-            Err(errors.join("; "))
-        }
-    }
-}
-
 /// One string or an array of them (`train = "a.jsonl"` or `train = ["a", "b"]`).
 pub fn strings(value: &Value<'_>) -> Result<Vec<Spanned<String>>, String> {
     match value.get_ref() {
         DeValue::String(text) => Ok(vec![Spanned::new(value.span(), text.to_string())]),
-        DeValue::Array(_) => {
-            let items = array(string)(value)?;
-            if items.is_empty() {
-                Err("expected at least one entry, found an empty array".to_owned())
-            } else {
-                Ok(items)
-            }
+        DeValue::Array(items) if items.is_empty() => {
+            Err("expected at least one entry, found an empty array".to_owned())
         }
+        DeValue::Array(items) => items
+            .iter()
+            .map(|item| Ok(Spanned::new(item.span(), string(item)?)))
+            .collect(),
         _ => Err(expected("a string or an array of strings", value)),
     }
 }
@@ -413,18 +435,27 @@ mod tests {
     }
 
     #[test]
-    fn arrays_report_each_bad_element() {
-        let text = "a = [1, \"x\", 3, true]";
+    fn lists_report_each_bad_element_where_it_is() {
+        let text = "a = [1, \"x\", 3, true]\nb = [3, 1]\nc = 5";
         let document = DeTable::parse(text).unwrap();
         let out = Collector::default();
         let mut root = Table::root(&document, &out);
-        assert!(root.required("a", array(count)).is_none());
+        assert!(root.list("a", count, Ok).is_none());
+        let increasing = |items: Vec<Spanned<u64>>| match items.windows(2).all(|w| w[0].get_ref() < w[1].get_ref()) {
+            true => Ok(items.len()),
+            false => Err("not increasing".to_owned()),
+        };
+        assert!(root.list("b", count, increasing).is_none());
+        assert!(root.list("c", count, Ok).is_none());
         root.finish();
-        let found = messages(out, text);
         assert_eq!(
-            found,
-            ["r.toml:1:5: `a`: element 1: expected an integer, found the string \"x\"; \
-              element 3: expected an integer, found the boolean true"]
+            messages(out, text),
+            [
+                "r.toml:1:9: `a[1]`: expected an integer, found the string \"x\"",
+                "r.toml:1:17: `a[3]`: expected an integer, found the boolean true",
+                "r.toml:2:5: `b`: not increasing",
+                "r.toml:3:5: `c`: expected an array, found the integer 5",
+            ]
         );
     }
 

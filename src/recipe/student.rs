@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::paths::ModelRef;
-use super::reader::{Table, array, count, positive, string};
+use super::reader::{Table, count, positive, string};
 
 /// Calibration examples for importance ranking when a recipe gives none; the
 /// Minitron paper ranks with 1024, a few hundred already order layers stably.
@@ -66,8 +66,9 @@ fn read_init(mut table: Table<'_, '_>, base: &Path) -> Option<StudentInit> {
     let init = match kind {
         None => None,
         Some("layers") => table
-            .required("layers", |value| {
-                let layers: Vec<u64> = array(count)(value)?.into_iter().map(|l| l.into_inner()).collect();
+            .require("layers")
+            .then(|| table.list("layers", count, |layers| {
+                let layers: Vec<u64> = layers.into_iter().map(|l| l.into_inner()).collect();
                 if layers.is_empty() {
                     return Err("expected at least one layer, found an empty array".to_owned());
                 }
@@ -78,7 +79,8 @@ fn read_init(mut table: Table<'_, '_>, base: &Path) -> Option<StudentInit> {
                     ));
                 }
                 Ok(layers)
-            })
+            }))
+            .flatten()
             .map(|layers| StudentInit::Layers { layers }),
         Some("depth") => {
             let keep = table.required("keep", positive);

@@ -3,7 +3,7 @@
 use serde::{Serialize, Serializer};
 use train::backend::{BackendError, BackendKind};
 
-use super::reader::{Table, above_zero, array, count, non_negative, number_in, one_of, positive, string};
+use super::reader::{Table, above_zero, count, non_negative, number_in, one_of, positive, string};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -93,8 +93,9 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Train> {
     let backend = read_backend(&mut table);
     let devices = table.optional("devices", positive).unwrap_or(1);
     let freeze = table
-        .optional("freeze", array(pattern))
-        .map(|patterns| patterns.into_iter().map(|p| p.into_inner()).collect())
+        .list("freeze", pattern, |patterns| {
+            Ok(patterns.into_iter().map(|p| p.into_inner()).collect())
+        })
         .unwrap_or_default();
     let dtype = table
         .optional("dtype", one_of(&["f32", "bf16"]))
@@ -194,8 +195,7 @@ fn read_backend(table: &mut Table<'_, '_>) -> Option<BackendKind> {
 fn read_optimizer(mut table: Table<'_, '_>) -> Option<Optimizer> {
     let kind = table.kind(&["adamw"]);
     let betas = table
-        .optional("betas", |value| {
-            let betas = array(number_in(0.0, 1.0))(value)?;
+        .list("betas", number_in(0.0, 1.0), |betas| {
             match betas[..] {
                 [ref b1, ref b2] if *b1.get_ref() < 1.0 && *b2.get_ref() < 1.0 => {
                     Ok([*b1.get_ref(), *b2.get_ref()])
