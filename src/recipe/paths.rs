@@ -1,24 +1,47 @@
 //! Paths and model references in a recipe: relative paths are read from the
 //! recipe's directory, so a recipe means the same from any working directory.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
 /// `~/...` from the home directory, an absolute path as is, anything else
-/// relative to `base` (the recipe's directory).
+/// relative to `base` (the recipe's directory); `.` and `..` are folded away
+/// so that messages name the file plainly.
 pub fn resolve(base: &Path, text: &str) -> PathBuf {
     if let Some(rest) = text.strip_prefix("~/")
         && let Some(home) = std::env::var_os("HOME")
     {
-        return PathBuf::from(home).join(rest);
+        return clean(&PathBuf::from(home).join(rest));
     }
     let path = Path::new(text);
     if path.is_absolute() {
-        path.to_path_buf()
+        clean(path)
     } else {
-        base.join(path)
+        clean(&base.join(path))
     }
+}
+
+/// Lexical clean-up, as Go's `filepath.Clean`: `a/./b/../c` is `a/c`.
+fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// A model a recipe names: on the Hugging Face hub (read from the local hub
@@ -108,6 +131,14 @@ mod tests {
             let err = ModelRef::parse(base, bad).unwrap_err();
             assert!(err.contains("expected hf://ORG/REPO"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn dots_are_folded_lexically() {
+        assert_eq!(resolve(Path::new("recipes"), "../data/x.jsonl"), PathBuf::from("data/x.jsonl"));
+        assert_eq!(resolve(Path::new("."), "../x"), PathBuf::from("../x"));
+        assert_eq!(resolve(Path::new("/r"), "../../x"), PathBuf::from("/x"));
+        assert_eq!(resolve(Path::new("a"), "./b/../c"), PathBuf::from("a/c"));
     }
 
     #[test]

@@ -4,10 +4,11 @@ use std::fmt::Write;
 
 use super::Recipe;
 use super::data::DataFiles;
-use super::distill::{Loss, TeacherMode};
+use super::distill::{HiddenLoss, Loss, TeacherMode};
 use super::export::Format;
 use super::paths::ModelRef;
 use super::publish::Registry;
+use super::qat::Reference;
 use super::student::StudentInit;
 use super::train::{Dtype, Optimizer, Schedule};
 
@@ -50,7 +51,11 @@ pub fn render_text(recipe: &Recipe) -> String {
             distill.alpha
         );
         if let Some(hidden) = &distill.hidden {
-            let _ = write!(text, ", hidden-state {:?} x{}", hidden.loss, hidden.weight);
+            let loss = match hidden.loss {
+                HiddenLoss::Mse => "MSE",
+                HiddenLoss::Cosine => "cosine",
+            };
+            let _ = write!(text, ", hidden-state {loss} x{}", hidden.weight);
         }
         if let Some(on_policy) = &distill.on_policy {
             let _ = write!(text, ", on-policy lambda {}", on_policy.lambda);
@@ -97,14 +102,16 @@ pub fn render_text(recipe: &Recipe) -> String {
         line(
             "qat",
             format!(
-                "{}{}, {} steps, lr {:e}, distilled from the {:?}",
+                "{}{}, {} steps, lr {:e}, distilled from the {}",
                 qat.mix,
                 if qat.pure { " (pure)" } else { "" },
                 qat.steps,
                 qat.lr,
-                qat.reference
-            )
-            .to_lowercase(),
+                match qat.reference {
+                    Reference::Teacher => "teacher",
+                    Reference::Student => "full-precision student",
+                }
+            ),
         );
     }
     let export = &recipe.export;
