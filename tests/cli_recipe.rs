@@ -54,11 +54,17 @@ fn quickstart_summary() {
     let root = tempfile::tempdir().unwrap();
     common::write_recipe_data(root.path());
     let recipes = common::copy_shipped_recipes(root.path());
-    let quickstart = recipes.iter().find(|p| p.ends_with("quickstart.toml")).unwrap();
+    let quickstart = recipes
+        .iter()
+        .find(|p| p.ends_with("quickstart.toml"))
+        .unwrap();
     let out = check(quickstart, false);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with(&format!("{}: ok\n", quickstart.display())), "{text}");
+    assert!(
+        text.starts_with(&format!("{}: ok\n", quickstart.display())),
+        "{text}"
+    );
     for expected in [
         "student   the teacher's 10 most important layers (128 calibration examples)",
         "distill   forward KL, T=1, CE weight 0.5, online teacher, full vocabulary",
@@ -77,7 +83,8 @@ fn json_is_one_object_with_the_resolved_config() {
     let path = write_recipe(dir.path(), MINIMAL);
     let out = check(&path, true);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    let value: serde_json::Value =
+        serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
     assert_eq!(value["valid"], true);
     let config = &value["config"];
     assert_eq!(config["teacher"], serde_json::Value::Null);
@@ -91,7 +98,10 @@ fn json_is_one_object_with_the_resolved_config() {
     assert_eq!(config["export"]["types"], serde_json::json!(["q8_0"]));
     assert_eq!(config["export"]["name"], "r");
     let train_file = dir.path().join("train.jsonl");
-    assert_eq!(config["data"]["train"]["files"][0], train_file.to_str().unwrap());
+    assert_eq!(
+        config["data"]["train"]["files"][0],
+        train_file.to_str().unwrap()
+    );
 }
 
 #[test]
@@ -110,7 +120,10 @@ fn unknown_key_is_reported_with_line_and_column() {
             path.display()
         )]
     );
-    assert!(stderr(&out).ends_with(&format!("error: {}: 1 error in the recipe\n", path.display())));
+    assert!(stderr(&out).ends_with(&format!(
+        "error: {}: 1 error in the recipe\n",
+        path.display()
+    )));
 }
 
 #[test]
@@ -160,24 +173,41 @@ metrics = ["kld"]
     assert_eq!(out.status.code(), Some(1));
     let file = path.display();
     let expected = [
-        format!("{file}:2:8: `student.init.kind`: unknown kind 'prune' (expected 'layers', 'depth', 'width' or 'model')"),
+        format!(
+            "{file}:2:8: `student.init.kind`: unknown kind 'prune' (expected 'layers', 'depth', 'width' or 'model')"
+        ),
         format!(
             "{file}:5:25: `data.train`: {}: no data files",
             dir.path().join("missing/*.jsonl").display()
         ),
-        format!("{file}:6:14: `data.truncation`: unknown truncation 'middle' (expected error, left, right or drop)"),
+        format!(
+            "{file}:6:14: `data.truncation`: unknown truncation 'middle' (expected error, left, right or drop)"
+        ),
         format!("{file}:9:6: `train.lr`: expected a number greater than 0, found -1"),
-        format!("{file}:11:14: `train.batch_size`: 6 sequences cannot be split evenly over 4 devices"),
-        format!("{file}:13:16: `train.warmup_steps`: 20 warmup steps are more than the 10 steps of the run"),
-        format!("{file}:14:11: `train.backend`: unknown backend 'tpu': expected one of cpu, wgpu, cuda"),
+        format!(
+            "{file}:11:14: `train.batch_size`: 6 sequences cannot be split evenly over 4 devices"
+        ),
+        format!(
+            "{file}:13:16: `train.warmup_steps`: 20 warmup steps are more than the 10 steps of the run"
+        ),
+        format!(
+            "{file}:14:11: `train.backend`: unknown backend 'tpu': expected one of cpu, wgpu, cuda"
+        ),
         format!("{file}:16:1: [qat]: missing required key `type`"),
-        format!("{file}:20:20: `export.types[1]`: unknown quantization type 'q4_k_x'; valid types: q4_0, "),
-        format!("{file}:23:11: `eval.metrics`: 'kld' compares the student with the teacher, and the recipe has no [teacher]"),
+        format!(
+            "{file}:20:20: `export.types[1]`: unknown quantization type 'q4_k_x'; valid types: q4_0, "
+        ),
+        format!(
+            "{file}:23:11: `eval.metrics`: 'kld' compares the student with the teacher, and the recipe has no [teacher]"
+        ),
     ];
     let lines = error_lines(&out);
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (line, expected) in lines.iter().zip(&expected) {
-        assert!(line.starts_with(expected.as_str()), "expected {expected:?}\n   found {line:?}");
+        assert!(
+            line.starts_with(expected.as_str()),
+            "expected {expected:?}\n   found {line:?}"
+        );
     }
     assert!(stderr(&out).ends_with(&format!("error: {file}: 10 errors in the recipe\n")));
 }
@@ -219,16 +249,23 @@ data = "train.jsonl"
     assert_eq!(out.status.code(), Some(1));
     let file = path.display();
     let expected = [
-        format!("{file}:6:10: `student.init.layers`: layers must be strictly increasing, found 1 then 1"),
+        format!(
+            "{file}:6:10: `student.init.layers`: layers must be strictly increasing, found 1 then 1"
+        ),
         format!("{file}:14:11: `distill.teacher`: a cached teacher stores only its top-k tokens"),
         format!("{file}:15:13: [distill.on_policy]: on-policy batches are student generations"),
-        format!("{file}:22:8: `qat.type`: QAT cannot train against q3_k_m: its q3_K blocks have no fake-quant kernel"),
+        format!(
+            "{file}:22:8: `qat.type`: QAT cannot train against q3_k_m: its q3_K blocks have no fake-quant kernel"
+        ),
         format!("{file}:25:11: `eval.metrics`: 'exact' scores generated answers against gold ones"),
     ];
     let lines = error_lines(&out);
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (line, expected) in lines.iter().zip(&expected) {
-        assert!(line.starts_with(expected.as_str()), "expected {expected:?}\n   found {line:?}");
+        assert!(
+            line.starts_with(expected.as_str()),
+            "expected {expected:?}\n   found {line:?}"
+        );
     }
 }
 
@@ -256,7 +293,10 @@ fn syntax_error_is_the_one_error() {
     assert_eq!(out.status.code(), Some(1));
     let lines = error_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].starts_with(&format!("{}:11:9: TOML syntax: ", path.display())), "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("{}:11:9: TOML syntax: ", path.display())),
+        "{lines:#?}"
+    );
 }
 
 #[test]
@@ -265,14 +305,18 @@ fn json_errors_are_one_object_too() {
     let path = write_recipe(dir.path(), &MINIMAL.replace("steps = 10", "steps = 0"));
     let out = check(&path, true);
     assert_eq!(out.status.code(), Some(1));
-    let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    let value: serde_json::Value =
+        serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
     assert_eq!(value["valid"], false);
     let errors = value["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{value}");
     assert_eq!(errors[0]["line"], 11);
     assert_eq!(errors[0]["column"], 9);
     assert_eq!(errors[0]["severity"], "error");
-    assert_eq!(errors[0]["message"], "`train.steps`: expected an integer of at least 1, found 0");
+    assert_eq!(
+        errors[0]["message"],
+        "`train.steps`: expected an integer of at least 1, found 0"
+    );
 }
 
 #[test]
@@ -283,7 +327,16 @@ fn exit_codes() {
     let missing = dir.path().join("nope.toml");
     let out = check(&missing, false);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("{}: cannot read the recipe", missing.display())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}: cannot read the recipe", missing.display())),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(decant(&["recipe", "check"]).status.code(), Some(2));
-    assert_eq!(decant(&["recipe", "run", path.to_str().unwrap()]).status.code(), Some(2));
+    assert_eq!(
+        decant(&["recipe", "run", path.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
 }

@@ -3,11 +3,11 @@
 
 mod common;
 
-use decant::recipe::{self, Recipe, Severity};
 use decant::recipe::distill::TeacherMode;
 use decant::recipe::export::Format;
 use decant::recipe::publish::Registry;
 use decant::recipe::student::StudentInit;
+use decant::recipe::{self, Recipe, Severity};
 
 fn check_all() -> Vec<(String, Recipe)> {
     common::reference_model();
@@ -39,7 +39,10 @@ fn every_shipped_recipe_checks() {
     let checked = check_all();
     let names: Vec<&str> = checked.iter().map(|(name, _)| name.as_str()).collect();
     for required in ["extractor-1b", "nightly", "quickstart"] {
-        assert!(names.contains(&required), "recipes/{required}.toml missing: {names:?}");
+        assert!(
+            names.contains(&required),
+            "recipes/{required}.toml missing: {names:?}"
+        );
     }
 
     let get = |name: &str| &checked.iter().find(|(n, _)| n == name).unwrap().1;
@@ -63,10 +66,16 @@ fn every_shipped_recipe_checks() {
 
     let extractor = get("extractor-1b");
     let distill = extractor.distill.as_ref().unwrap();
-    assert_eq!((distill.teacher, distill.top_k), (TeacherMode::Cached, Some(64)));
+    assert_eq!(
+        (distill.teacher, distill.top_k),
+        (TeacherMode::Cached, Some(64))
+    );
     assert_eq!(extractor.train.backend.name(), "cuda");
     assert_eq!(extractor.qat.as_ref().unwrap().mix.name(), "q4_k_m");
-    assert_eq!(extractor.export.formats, [Format::Gguf, Format::Safetensors]);
+    assert_eq!(
+        extractor.export.formats,
+        [Format::Gguf, Format::Safetensors]
+    );
     assert!(matches!(
         extractor.publish.as_ref().unwrap().registry,
         Registry::Mlflow { .. }

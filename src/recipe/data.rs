@@ -69,9 +69,16 @@ pub fn read(mut table: Table<'_, '_>, base: &Path) -> Option<Data> {
         );
     }
     let format = format.unwrap_or_default();
-    if !chat_template && matches!(format, RecordFormat::Messages | RecordFormat::PromptCompletion) {
+    if !chat_template
+        && matches!(
+            format,
+            RecordFormat::Messages | RecordFormat::PromptCompletion
+        )
+    {
         table.collector().error(
-            table.collector().span_of(&format!("{}.chat_template", table.path())),
+            table
+                .collector()
+                .span_of(&format!("{}.chat_template", table.path())),
             format!(
                 "`{}.chat_template`: {format} records are conversations, rendered through the chat \
                  template; turn it on or use text records",
@@ -124,7 +131,9 @@ pub fn data_files(
     };
     let mut ok = true;
     for pattern in patterns {
-        let resolved = paths::resolve(base, pattern.get_ref()).to_string_lossy().into_owned();
+        let resolved = paths::resolve(base, pattern.get_ref())
+            .to_string_lossy()
+            .into_owned();
         match datasets::source::resolve_files(&[&resolved]) {
             Ok(found) => {
                 for file in found {

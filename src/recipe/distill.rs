@@ -89,7 +89,9 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
     let on_policy = table.table("on_policy").and_then(read_on_policy);
     if teacher == TeacherMode::Cached && top_k.is_none() && !table.has("top_k") {
         table.collector().error(
-            table.collector().span_of(&format!("{}.teacher", table.path())),
+            table
+                .collector()
+                .span_of(&format!("{}.teacher", table.path())),
             format!(
                 "`{}.teacher`: a cached teacher stores only its top-k tokens per position; set \
                  `top_k` (64 keeps the cache under 100 bytes per token)",
@@ -99,7 +101,9 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
     }
     if teacher == TeacherMode::Cached && table.has("on_policy") {
         table.collector().error(
-            table.collector().span_of(&format!("{}.on_policy", table.path())),
+            table
+                .collector()
+                .span_of(&format!("{}.on_policy", table.path())),
             format!(
                 "[{}.on_policy]: on-policy batches are student generations the teacher must score \
                  as they are made; use `teacher = \"online\"`",
@@ -143,7 +147,10 @@ fn read_hidden(mut table: Table<'_, '_>) -> Option<Hidden> {
     });
     let weight = table.optional("weight", above_zero).unwrap_or(1.0);
     table.finish();
-    Some(Hidden { loss: loss?, weight })
+    Some(Hidden {
+        loss: loss?,
+        weight,
+    })
 }
 
 fn read_on_policy(mut table: Table<'_, '_>) -> Option<OnPolicy> {

@@ -61,7 +61,10 @@ pub struct Eval {
 pub fn read(mut table: Table<'_, '_>, base: &Path, has_teacher: bool) -> Option<Eval> {
     let metrics = table.list("metrics", one_of(&METRICS), |names| {
         if names.is_empty() {
-            return Err(format!("expected at least one metric ({})", METRICS.join(", ")));
+            return Err(format!(
+                "expected at least one metric ({})",
+                METRICS.join(", ")
+            ));
         }
         let mut metrics = Vec::new();
         for name in names {

@@ -109,7 +109,11 @@ pub fn read(mut table: Table<'_, '_>, default_name: String, qat: Option<&Qat>) -
     let gguf = formats.contains(&Format::Gguf);
     let export = Export {
         formats,
-        types: if gguf { types.unwrap_or(defaults.types) } else { Vec::new() },
+        types: if gguf {
+            types.unwrap_or(defaults.types)
+        } else {
+            Vec::new()
+        },
         pure: pure.unwrap_or(defaults.pure),
         name: name.unwrap_or(defaults.name),
     };

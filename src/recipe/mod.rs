@@ -111,9 +111,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Checked, RecipeError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_stem()
-        .map_or_else(|| "model".to_owned(), |stem| stem.to_string_lossy().into_owned());
+    let name = path.file_stem().map_or_else(
+        || "model".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
     let out = Collector::default();
     let recipe = read_recipe(Table::root(&document, &out), &base, name);
     let has_errors = out.has_errors();
@@ -128,7 +129,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Checked, RecipeError> {
 }
 
 /// The table at `key`; an absent required one is reported at the document.
-fn section<'a, 'i>(root: &mut Table<'a, 'i>, key: &'static str, required: bool) -> Option<Table<'a, 'i>> {
+fn section<'a, 'i>(
+    root: &mut Table<'a, 'i>,
+    key: &'static str,
+    required: bool,
+) -> Option<Table<'a, 'i>> {
     let table = root.table(key);
     if table.is_none() && required && !root.has(key) {
         root.collector()
@@ -146,23 +151,35 @@ fn read_recipe(mut root: Table<'_, '_>, base: &Path, name: String) -> Option<Rec
     let data = section(&mut root, "data", true).and_then(|t| data::read(t, base));
     let distill = section(&mut root, "distill", false).and_then(distill::read);
     let train = section(&mut root, "train", true).and_then(train::read);
-    let qat = section(&mut root, "qat", false).and_then(|t| qat::read(t, train.as_ref(), has_teacher));
+    let qat =
+        section(&mut root, "qat", false).and_then(|t| qat::read(t, train.as_ref(), has_teacher));
     let export = match section(&mut root, "export", false) {
         Some(table) => export::read(table, name, qat.as_ref()),
         None if root.has("export") => None,
         None => Some(Export::default_for(name, qat.as_ref())),
     };
     let eval = section(&mut root, "eval", false).and_then(|t| eval::read(t, base, has_teacher));
-    let publish_name = export.as_ref().map_or("", |export| export.name.as_str()).to_owned();
-    let publish = section(&mut root, "publish", false).and_then(|t| publish::read(t, base, &publish_name));
+    let publish_name = export
+        .as_ref()
+        .map_or("", |export| export.name.as_str())
+        .to_owned();
+    let publish =
+        section(&mut root, "publish", false).and_then(|t| publish::read(t, base, &publish_name));
     let given = |key| root.has(key);
-    let (has_distill, has_qat, has_eval, has_publish) =
-        (given("distill"), given("qat"), given("eval"), given("publish"));
+    let (has_distill, has_qat, has_eval, has_publish) = (
+        given("distill"),
+        given("qat"),
+        given("eval"),
+        given("publish"),
+    );
     root.finish();
 
     if !has_teacher {
         if has_distill {
-            out.error(out.span_of("distill"), "[distill]: distillation needs a [teacher] section");
+            out.error(
+                out.span_of("distill"),
+                "[distill]: distillation needs a [teacher] section",
+            );
         }
         if let Some(student) = &student
             && student.init.prunes_teacher()
@@ -181,7 +198,9 @@ fn read_recipe(mut root: Table<'_, '_>, base: &Path, name: String) -> Option<Rec
                 "[eval]: no evaluation data; set `eval.data`, `data.eval` or a `data.held_out` fraction",
             );
         }
-        if eval.metrics.contains(&eval::Metric::Exact) && data.format == datasets::RecordFormat::Text {
+        if eval.metrics.contains(&eval::Metric::Exact)
+            && data.format == datasets::RecordFormat::Text
+        {
             out.error(
                 out.span_of("eval.metrics"),
                 "`eval.metrics`: 'exact' scores generated answers against gold ones, and text records \

@@ -66,7 +66,10 @@ impl ModelRef {
                 repo,
                 revision: Some(revision),
             } => format!("hf://{repo}@{revision}"),
-            ModelRef::Hub { repo, revision: None } => format!("hf://{repo}"),
+            ModelRef::Hub {
+                repo,
+                revision: None,
+            } => format!("hf://{repo}"),
             ModelRef::Path { path } => path.display().to_string(),
         }
     }
@@ -135,7 +138,10 @@ mod tests {
 
     #[test]
     fn dots_are_folded_lexically() {
-        assert_eq!(resolve(Path::new("recipes"), "../data/x.jsonl"), PathBuf::from("data/x.jsonl"));
+        assert_eq!(
+            resolve(Path::new("recipes"), "../data/x.jsonl"),
+            PathBuf::from("data/x.jsonl")
+        );
         assert_eq!(resolve(Path::new("."), "../x"), PathBuf::from("../x"));
         assert_eq!(resolve(Path::new("/r"), "../../x"), PathBuf::from("/x"));
         assert_eq!(resolve(Path::new("a"), "./b/../c"), PathBuf::from("a/c"));
@@ -152,6 +158,9 @@ mod tests {
             }
         );
         let err = ModelRef::parse(dir.path(), "other.gguf").unwrap_err();
-        assert!(err.contains("other.gguf: no such file or directory"), "{err}");
+        assert!(
+            err.contains("other.gguf: no such file or directory"),
+            "{err}"
+        );
     }
 }

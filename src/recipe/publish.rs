@@ -51,7 +51,8 @@ pub fn read(mut table: Table<'_, '_>, base: &Path, default_name: &str) -> Option
     })
 }
 
-const EXPECTED: &str = "expected file://DIR, mlflow+http://HOST:PORT, oci://HOST:PORT/REPO:TAG or hf://ORG/REPO";
+const EXPECTED: &str =
+    "expected file://DIR, mlflow+http://HOST:PORT, oci://HOST:PORT/REPO:TAG or hf://ORG/REPO";
 
 pub fn parse_registry(base: &Path, uri: &str) -> Result<Registry, String> {
     let bad = |why: &str| format!("'{uri}': {why} ({EXPECTED})");
@@ -80,12 +81,14 @@ pub fn parse_registry(base: &Path, uri: &str) -> Result<Registry, String> {
             };
             let valid = |part: &str| {
                 !part.is_empty()
-                    && part.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c)
-                    })
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
             };
             if !valid(repository) || !valid(tag) || tag.contains('/') {
-                return Err(bad("repository and tag must be lower-case letters, digits, '.', '_', '-'"));
+                return Err(bad(
+                    "repository and tag must be lower-case letters, digits, '.', '_', '-'",
+                ));
             }
             Ok(Registry::Oci {
                 registry: registry.to_owned(),
@@ -94,7 +97,9 @@ pub fn parse_registry(base: &Path, uri: &str) -> Result<Registry, String> {
             })
         }
         "hf" => {
-            let (org, name) = rest.split_once('/').ok_or_else(|| bad("expected ORG/REPO"))?;
+            let (org, name) = rest
+                .split_once('/')
+                .ok_or_else(|| bad("expected ORG/REPO"))?;
             if org.is_empty() || name.is_empty() || name.contains('/') || rest.contains('@') {
                 return Err(bad("expected ORG/REPO"));
             }
@@ -161,7 +166,10 @@ mod tests {
             "oci://localhost:5000/Upper:v1",
         ] {
             let err = parse_registry(base, bad).unwrap_err();
-            assert!(err.starts_with(&format!("'{bad}'")) && err.contains("expected file://"), "{err}");
+            assert!(
+                err.starts_with(&format!("'{bad}'")) && err.contains("expected file://"),
+                "{err}"
+            );
         }
     }
 }

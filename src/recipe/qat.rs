@@ -79,11 +79,19 @@ pub fn read(mut table: Table<'_, '_>, train: Option<&Train>, has_teacher: bool) 
     let pure = table.optional("pure", boolean).unwrap_or(false);
     let steps = table.optional("steps", positive);
     let lr = table.optional("lr", above_zero);
-    let include_embeddings = table.optional("include_embeddings", boolean).unwrap_or(true);
+    let include_embeddings = table
+        .optional("include_embeddings", boolean)
+        .unwrap_or(true);
     let include_output = table.optional("include_output", boolean).unwrap_or(true);
     let reference = table
         .optional("reference", one_of(&["teacher", "student"]))
-        .map(|name| if name == "teacher" { Reference::Teacher } else { Reference::Student });
+        .map(|name| {
+            if name == "teacher" {
+                Reference::Teacher
+            } else {
+                Reference::Student
+            }
+        });
     if reference == Some(Reference::Teacher) && !has_teacher {
         let out = table.collector();
         out.error(
@@ -96,7 +104,13 @@ pub fn read(mut table: Table<'_, '_>, train: Option<&Train>, has_teacher: bool) 
     }
     let ste = table
         .optional("ste", one_of(&["identity", "clipped"]))
-        .map(|name| if name == "identity" { Ste::Identity } else { Ste::Clipped })
+        .map(|name| {
+            if name == "identity" {
+                Ste::Identity
+            } else {
+                Ste::Clipped
+            }
+        })
         .unwrap_or(Ste::Identity);
     table.finish();
     let train = train?;

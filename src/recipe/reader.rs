@@ -95,7 +95,8 @@ impl<'a, 'i> Table<'a, 'i> {
 
     /// Reports `message` about the value at `span` of `key`.
     pub fn error_at(&self, span: Span, key: &str, message: impl Display) {
-        self.out.error(span, format!("`{}`: {message}", self.key_path(key)));
+        self.out
+            .error(span, format!("`{}`: {message}", self.key_path(key)));
     }
 
     /// Reads `key` through `convert` if it is present; a failed conversion is
@@ -209,7 +210,11 @@ impl<'a, 'i> Table<'a, 'i> {
         match kinds.iter().find(|kind| **kind == name) {
             Some(kind) => Some(kind),
             None => {
-                let span = self.table.get("kind").map(|v| v.span()).unwrap_or(self.span());
+                let span = self
+                    .table
+                    .get("kind")
+                    .map(|v| v.span())
+                    .unwrap_or(self.span());
                 self.error_at(
                     span,
                     "kind",
@@ -367,7 +372,9 @@ where
 }
 
 /// A string that must be one of `names`.
-pub fn one_of(names: &'static [&'static str]) -> impl Fn(&Value<'_>) -> Result<&'static str, String> {
+pub fn one_of(
+    names: &'static [&'static str],
+) -> impl Fn(&Value<'_>) -> Result<&'static str, String> {
     move |value| {
         let name = string(value)?;
         names
@@ -441,7 +448,10 @@ mod tests {
         let out = Collector::default();
         let mut root = Table::root(&document, &out);
         assert!(root.list("a", count, Ok).is_none());
-        let increasing = |items: Vec<Spanned<u64>>| match items.windows(2).all(|w| w[0].get_ref() < w[1].get_ref()) {
+        let increasing = |items: Vec<Spanned<u64>>| match items
+            .windows(2)
+            .all(|w| w[0].get_ref() < w[1].get_ref())
+        {
             true => Ok(items.len()),
             false => Err("not increasing".to_owned()),
         };

@@ -67,19 +67,21 @@ fn read_init(mut table: Table<'_, '_>, base: &Path) -> Option<StudentInit> {
         None => None,
         Some("layers") => table
             .require("layers")
-            .then(|| table.list("layers", count, |layers| {
-                let layers: Vec<u64> = layers.into_iter().map(|l| l.into_inner()).collect();
-                if layers.is_empty() {
-                    return Err("expected at least one layer, found an empty array".to_owned());
-                }
-                if let Some(pair) = layers.windows(2).find(|pair| pair[0] >= pair[1]) {
-                    return Err(format!(
-                        "layers must be strictly increasing, found {} then {}",
-                        pair[0], pair[1]
-                    ));
-                }
-                Ok(layers)
-            }))
+            .then(|| {
+                table.list("layers", count, |layers| {
+                    let layers: Vec<u64> = layers.into_iter().map(|l| l.into_inner()).collect();
+                    if layers.is_empty() {
+                        return Err("expected at least one layer, found an empty array".to_owned());
+                    }
+                    if let Some(pair) = layers.windows(2).find(|pair| pair[0] >= pair[1]) {
+                        return Err(format!(
+                            "layers must be strictly increasing, found {} then {}",
+                            pair[0], pair[1]
+                        ));
+                    }
+                    Ok(layers)
+                })
+            })
             .flatten()
             .map(|layers| StudentInit::Layers { layers }),
         Some("depth") => {
@@ -105,14 +107,12 @@ fn read_init(mut table: Table<'_, '_>, base: &Path) -> Option<StudentInit> {
                     ),
                 );
             }
-            given.then_some(
-                StudentInit::Width {
-                    ffn,
-                    heads,
-                    hidden,
-                    calibration_samples,
-                },
-            )
+            given.then_some(StudentInit::Width {
+                ffn,
+                heads,
+                hidden,
+                calibration_samples,
+            })
         }
         Some(_) => table
             .required("model", |value| ModelRef::parse(base, &string(value)?))

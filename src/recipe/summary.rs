@@ -86,11 +86,17 @@ pub fn render_text(recipe: &Recipe) -> String {
             train.warmup_steps,
             train.batch_size,
             train.grad_accum,
-            train.clip_norm.map_or_else(|| "off".to_owned(), |c| c.to_string()),
+            train
+                .clip_norm
+                .map_or_else(|| "off".to_owned(), |c| c.to_string()),
             train.seed,
             train.backend,
             train.devices,
-            if train.dtype == Dtype::F32 { "f32" } else { "bf16" },
+            if train.dtype == Dtype::F32 {
+                "f32"
+            } else {
+                "bf16"
+            },
             train.checkpoint_every,
             train.keep_checkpoints
         ),
@@ -121,12 +127,19 @@ pub fn render_text(recipe: &Recipe) -> String {
         .map(|format| match format {
             Format::Gguf => {
                 let types: Vec<&str> = export.types.iter().map(|t| t.name()).collect();
-                format!("gguf ({}{})", types.join(", "), if export.pure { ", pure" } else { "" })
+                format!(
+                    "gguf ({}{})",
+                    types.join(", "),
+                    if export.pure { ", pure" } else { "" }
+                )
             }
             Format::Safetensors => "safetensors".to_owned(),
         })
         .collect();
-    line("export", format!("{} as '{}'", formats.join(" + "), export.name));
+    line(
+        "export",
+        format!("{} as '{}'", formats.join(" + "), export.name),
+    );
     if let Some(eval) = &recipe.eval {
         let metrics: Vec<&str> = eval.metrics.iter().map(|m| m.name()).collect();
         let mut text = metrics.join(", ");
@@ -165,7 +178,11 @@ fn student(init: &StudentInit) -> String {
     match init {
         StudentInit::Layers { layers } => {
             let layers: Vec<String> = layers.iter().map(u64::to_string).collect();
-            format!("teacher layers {} ({} kept)", layers.join(","), layers.len())
+            format!(
+                "teacher layers {} ({} kept)",
+                layers.join(","),
+                layers.len()
+            )
         }
         StudentInit::Depth {
             keep,

@@ -84,9 +84,7 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Train> {
     let steps = table.required("steps", positive);
     let batch_size = table.optional("batch_size", positive).unwrap_or(8);
     let grad_accum = table.optional("grad_accum", positive).unwrap_or(1);
-    let clip_norm = table
-        .optional("clip_norm", non_negative)
-        .unwrap_or(1.0);
+    let clip_norm = table.optional("clip_norm", non_negative).unwrap_or(1.0);
     let seed = table.optional("seed", count).unwrap_or(0);
     let checkpoint_every = table.optional("checkpoint_every", positive).unwrap_or(500);
     let keep_checkpoints = table.optional("keep_checkpoints", positive).unwrap_or(3);
@@ -99,7 +97,13 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Train> {
         .unwrap_or_default();
     let dtype = table
         .optional("dtype", one_of(&["f32", "bf16"]))
-        .map(|name| if name == "f32" { Dtype::F32 } else { Dtype::Bf16 })
+        .map(|name| {
+            if name == "f32" {
+                Dtype::F32
+            } else {
+                Dtype::Bf16
+            }
+        })
         .unwrap_or(Dtype::F32);
 
     let out = table.collector();
@@ -108,7 +112,10 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Train> {
     {
         out.error(
             out.span_of(&format!("{}.min_lr", table.path())),
-            format!("`{}.min_lr`: {min_lr} is not below `lr` = {lr}", table.path()),
+            format!(
+                "`{}.min_lr`: {min_lr} is not below `lr` = {lr}",
+                table.path()
+            ),
         );
     }
     if let Some(steps) = steps {
@@ -181,7 +188,11 @@ fn read_backend(table: &mut Table<'_, '_>) -> Option<BackendKind> {
         Err(BackendError::NotCompiledIn(kind)) => {
             table.collector().warn(
                 value.span(),
-                format!("`{}.backend`: {}", table.path(), BackendError::NotCompiledIn(kind)),
+                format!(
+                    "`{}.backend`: {}",
+                    table.path(),
+                    BackendError::NotCompiledIn(kind)
+                ),
             );
             Some(kind)
         }
@@ -195,14 +206,15 @@ fn read_backend(table: &mut Table<'_, '_>) -> Option<BackendKind> {
 fn read_optimizer(mut table: Table<'_, '_>) -> Option<Optimizer> {
     let kind = table.kind(&["adamw"]);
     let betas = table
-        .list("betas", number_in(0.0, 1.0), |betas| {
-            match betas[..] {
-                [ref b1, ref b2] if *b1.get_ref() < 1.0 && *b2.get_ref() < 1.0 => {
-                    Ok([*b1.get_ref(), *b2.get_ref()])
-                }
-                [_, _] => Err("each beta must be below 1".to_owned()),
-                _ => Err(format!("expected two betas [beta1, beta2], found {}", betas.len())),
+        .list("betas", number_in(0.0, 1.0), |betas| match betas[..] {
+            [ref b1, ref b2] if *b1.get_ref() < 1.0 && *b2.get_ref() < 1.0 => {
+                Ok([*b1.get_ref(), *b2.get_ref()])
             }
+            [_, _] => Err("each beta must be below 1".to_owned()),
+            _ => Err(format!(
+                "expected two betas [beta1, beta2], found {}",
+                betas.len()
+            )),
         })
         .unwrap_or([0.9, 0.999]);
     let eps = table.optional("eps", above_zero).unwrap_or(1e-8);
