@@ -220,3 +220,105 @@ fn read_recipe(mut root: Table<'_, '_>, base: &Path, name: String) -> Option<Rec
         publish: if has_publish { Some(publish?) } else { None },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks `body` as `dir/r.toml`, beside a one-record `train.jsonl`.
+    fn check(body: &str) -> (tempfile::TempDir, Result<Checked, RecipeError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.jsonl"), "{\"text\": \"a\"}\n").unwrap();
+        std::fs::write(dir.path().join("teacher.gguf"), b"GGUF").unwrap();
+        let path = dir.path().join("r.toml");
+        let result = parse(&path, body);
+        (dir, result)
+    }
+
+    fn messages(result: Result<Checked, RecipeError>) -> Vec<String> {
+        match result {
+            Ok(checked) => panic!("expected errors, got {:#?}", checked.recipe),
+            Err(RecipeError::Invalid { diagnostics }) => diagnostics
+                .into_iter()
+                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                .collect(),
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    const BASE: &str = "[teacher]\nmodel = \"teacher.gguf\"\n\n[student.init]\nkind = \"depth\"\nkeep = 4\n\n\
+                        [data]\ntrain = \"train.jsonl\"\n\n[train]\nlr = 1e-3\nsteps = 20\n";
+
+    #[test]
+    fn a_misspelt_section_is_unknown_and_the_real_one_missing() {
+        let (_dir, result) = check(&BASE.replace("[train]", "[trian]"));
+        assert_eq!(
+            messages(result),
+            [
+                "1:1: missing required section [train]",
+                "11:2: unknown key `trian` in the recipe's top level; did you mean `train`? \
+                 (known keys: teacher, student, data, distill, train, qat, export, eval, publish)",
+            ]
+        );
+    }
+
+    #[test]
+    fn pruning_and_distillation_need_a_teacher() {
+        let body = BASE.replace("[teacher]\nmodel = \"teacher.gguf\"\n", "")
+            + "\n[distill]\nalpha = 0.1\n";
+        let (_dir, result) = check(&body);
+        assert_eq!(
+            messages(result),
+            [
+                "3:8: `student.init.kind`: the student is pruned from the teacher, and the recipe has \
+                 no [teacher]; add one or start from a model (kind = \"model\")",
+                "13:1: [distill]: distillation needs a [teacher] section",
+            ]
+        );
+    }
+
+    #[test]
+    fn qat_defaults_follow_train_and_an_unexported_type_is_a_warning() {
+        let body = format!("{BASE}\n[qat]\ntype = \"q4_0\"\n\n[export]\ntypes = [\"q8_0\"]\n");
+        let (_dir, result) = check(&body);
+        let checked = result.unwrap();
+        let qat = checked.recipe.qat.unwrap();
+        assert_eq!((qat.steps, qat.lr), (2, 1e-4));
+        assert_eq!(qat.reference, qat::Reference::Teacher);
+        assert_eq!(checked.warnings.len(), 1);
+        assert_eq!(checked.warnings[0].severity, Severity::Warning);
+        assert!(
+            checked.warnings[0]
+                .message
+                .starts_with("[export]: QAT trained against q4_0 but no GGUF export is q4_0"),
+            "{}",
+            checked.warnings[0]
+        );
+    }
+
+    #[test]
+    fn gguf_types_need_the_gguf_format() {
+        let body = format!("{BASE}\n[export]\nformats = [\"safetensors\"]\ntypes = [\"q8_0\"]\n");
+        let (_dir, result) = check(&body);
+        assert_eq!(
+            messages(result),
+            [
+                "17:9: `export.types`: types choose GGUF quantizations, and `formats` has no \"gguf\""
+            ]
+        );
+    }
+
+    #[test]
+    fn a_backend_missing_from_this_build_is_only_a_warning() {
+        let body = BASE.replace("steps = 20", "steps = 20\nbackend = \"cuda\"");
+        let (_dir, result) = check(&body);
+        let checked = result.unwrap();
+        assert_eq!(checked.recipe.train.backend, ::train::BackendKind::Cuda);
+        if cfg!(feature = "cuda") {
+            assert!(checked.warnings.is_empty());
+        } else {
+            assert_eq!(checked.warnings.len(), 1);
+            assert!(checked.warnings[0].message.contains("--features cuda"));
+        }
+    }
+}
