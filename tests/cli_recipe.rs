@@ -340,3 +340,19 @@ fn exit_codes() {
         Some(2)
     );
 }
+
+#[test]
+fn missing_data_file_is_named_relative_to_the_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_recipe(dir.path(), &MINIMAL.replace("train.jsonl", "data/../gone.jsonl"));
+    let out = check(&path, false);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        error_lines(&out),
+        [format!(
+            "{}:6:9: `data.train`: {}: no such file, directory or glob",
+            path.display(),
+            dir.path().join("gone.jsonl").display()
+        )]
+    );
+}

@@ -226,6 +226,20 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// Like [`Table::kind`], with `default` when the table gives no `kind`.
+    pub fn kind_or(
+        &mut self,
+        kinds: &[&'static str],
+        default: &'static str,
+    ) -> Option<&'static str> {
+        if self.has("kind") {
+            self.kind(kinds)
+        } else {
+            self.ask("kind");
+            Some(default)
+        }
+    }
+
     /// Reports every key that was not asked for, with the keys that were.
     pub fn finish(self) {
         if !self.check_unknown {

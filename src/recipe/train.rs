@@ -204,7 +204,8 @@ fn read_backend(table: &mut Table<'_, '_>) -> Option<BackendKind> {
 }
 
 fn read_optimizer(mut table: Table<'_, '_>) -> Option<Optimizer> {
-    let kind = table.kind(&["adamw"]);
+    // The only optimizer so far: `kind` may be left out.
+    let kind = table.kind_or(&["adamw"], "adamw");
     let betas = table
         .list("betas", number_in(0.0, 1.0), |betas| match betas[..] {
             [ref b1, ref b2] if *b1.get_ref() < 1.0 && *b2.get_ref() < 1.0 => {
