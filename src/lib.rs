@@ -4,6 +4,7 @@
 
 pub mod inspect;
 pub mod model_arg;
+pub mod recipe;
 pub mod tokenize;
 
 pub use quantize;

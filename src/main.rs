@@ -6,6 +6,7 @@ mod eval_cmd;
 mod generate_cmd;
 mod logits_cmd;
 mod quantize_cmd;
+mod recipe_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ enum Command {
     Logits(logits_cmd::LogitsArgs),
     /// Generate text greedily from a prompt; with --chat, as the reply to a user message.
     Generate(generate_cmd::GenerateArgs),
+    /// Recipes: the TOML files that drive a run.
+    #[command(subcommand)]
+    Recipe(recipe_cmd::RecipeCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Logits(args) => logits_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Recipe(command) => recipe_cmd::run(command),
     }
 }
 

@@ -36,3 +36,46 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
 }
+
+/// The data files the shipped recipes name (relative to the repository root),
+/// written under `root` with a few field-extraction records each, so that a
+/// copy of `recipes/` there checks without the generated datasets.
+pub fn write_recipe_data(root: &std::path::Path) {
+    let records = [
+        ("Ana Silva moved to Porto in 2019.", r#"{"name": "Ana Silva", "city": "Porto"}"#),
+        ("Call Bo Chen at the Oslo office.", r#"{"name": "Bo Chen", "city": "Oslo"}"#),
+    ];
+    let lines: String = records
+        .iter()
+        .map(|(text, fields)| {
+            let record = serde_json::json!({
+                "prompt": format!("Extract the name and city as JSON: {text}"),
+                "completion": fields,
+            });
+            format!("{record}\n")
+        })
+        .collect();
+    for file in ["data/extract/train.jsonl", "data/extract/eval.jsonl", "data/nightly/2026-11-30.jsonl"] {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("data directory");
+        std::fs::write(&path, &lines).expect("data file");
+    }
+}
+
+/// Copies the shipped recipes into `root/recipes`, returning their paths.
+pub fn copy_shipped_recipes(root: &std::path::Path) -> Vec<PathBuf> {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+    std::fs::create_dir_all(root.join("recipes")).expect("recipes directory");
+    let mut copies: Vec<PathBuf> = std::fs::read_dir(&shipped)
+        .expect("recipes/ exists")
+        .map(|entry| entry.expect("readable entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .map(|path| {
+            let copy = root.join("recipes").join(path.file_name().expect("a file name"));
+            std::fs::copy(&path, &copy).expect("copy recipe");
+            copy
+        })
+        .collect();
+    copies.sort();
+    copies
+}
