@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Installs what the tests need first
 # (idempotent, cached under ~/.cache/decant/), then runs every Rust test.
+# Tests that compare with llama.cpp live (exported files loading in it) run it
+# through the venv's llama-cpp-python; the rest read committed goldens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DECANT_REFERENCE_MODEL="$(bash tools/fetch-reference-model.sh)"
 export DECANT_REFERENCE_MODEL
 DECANT_LLAMACPP_VOCABS="$(bash tools/fetch-llamacpp-vocabs.sh)"
 export DECANT_LLAMACPP_VOCABS
+DECANT_PYTHON="$(bash tools/setup-python.sh --with-llama)/bin/python"
+export DECANT_PYTHON
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc
