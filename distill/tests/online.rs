@@ -1,0 +1,131 @@
+//! Online distillation through the training core: the student's divergence to
+//! the teacher falls, and alpha = 1 is plain cross-entropy.
+
+use std::sync::Arc;
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::Backend;
+use datasets::{Documents, LoaderConfig, Order, Shard};
+use distill::{Divergence, OnlineDistillation};
+use train::config::{Architecture, ModelConfig, RopeConfig, RopeScaling};
+use train::trainer::{CrossEntropy, Quiet, TrainConfig, TrainData, Trainer, read_metrics};
+use train::{CpuBackend, Transformer};
+
+type B = Autodiff<CpuBackend>;
+
+fn model(seed: u64) -> Transformer<B> {
+    B::seed(&Default::default(), seed);
+    ModelConfig {
+        architecture: Architecture::Llama,
+        vocab_size: 20,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope: RopeConfig {
+            theta: 10_000.0,
+            scaling: RopeScaling::None,
+        },
+        max_position_embeddings: 32,
+        tie_word_embeddings: true,
+        qkv_bias: false,
+        o_bias: false,
+        mlp_bias: false,
+        sliding_window: None,
+    }
+    .init(&Default::default())
+    .unwrap()
+}
+
+fn data() -> TrainData {
+    let docs: Vec<(Vec<u32>, Vec<bool>)> = (0..24u32)
+        .map(|i| {
+            let tokens: Vec<u32> = (0..8).map(|k| 1 + (i * 7 + k * 3) % 19).collect();
+            let trained = vec![true; tokens.len()];
+            (tokens, trained)
+        })
+        .collect();
+    let documents = Documents::from_tokens(
+        docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())),
+        "online",
+    )
+    .unwrap();
+    TrainData {
+        documents: Arc::new(documents),
+        loader: LoaderConfig {
+            batch_size: 4,
+            seq_len: 16,
+            packing: true,
+            order: Order {
+                shuffle: true,
+                seed: 3,
+                shard: Shard::SINGLE,
+            },
+            pad_token: 0,
+            epochs: None,
+        },
+    }
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        lr: 5e-3,
+        checkpoint_every: steps,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn the_student_moves_towards_the_teacher() {
+    let teacher = model(1).valid();
+    let dir = tempfile::tempdir().unwrap();
+    let mut objective =
+        OnlineDistillation::<B>::new(teacher, Divergence::ForwardKl, 2.0, 0.0).unwrap();
+    let mut trainer = Trainer::start(config(40), model(2), data(), dir.path()).unwrap();
+    trainer.run(&mut objective, &mut Quiet, None).unwrap();
+    let metrics = read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
+    let (first, last) = (metrics[0].components["kd"], metrics[39].components["kd"]);
+    assert!(
+        last < 0.3 * first,
+        "divergence to the teacher {first} → {last}"
+    );
+}
+
+#[test]
+fn alpha_one_is_cross_entropy() {
+    let teacher = model(1).valid();
+    let runs = [true, false].map(|distill| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut trainer = Trainer::start(config(2), model(2), data(), dir.path()).unwrap();
+        if distill {
+            let mut objective =
+                OnlineDistillation::<B>::new(teacher.clone(), Divergence::ReverseKl, 1.0, 1.0)
+                    .unwrap();
+            trainer.run(&mut objective, &mut Quiet, None).unwrap();
+        } else {
+            trainer.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
+        }
+        read_metrics(&dir.path().join("metrics.jsonl")).unwrap()
+    });
+    for (kd, ce) in runs[0].iter().zip(&runs[1]) {
+        assert!(
+            (kd.loss - ce.loss).abs() < 1e-6,
+            "{} vs {}",
+            kd.loss,
+            ce.loss
+        );
+    }
+}
+
+#[test]
+fn alpha_outside_the_unit_interval_is_refused() {
+    let err = OnlineDistillation::<B>::new(model(1).valid(), Divergence::ForwardKl, 1.0, 1.5)
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "alpha must lie in [0, 1], not 1.5");
+}
