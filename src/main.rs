@@ -4,6 +4,7 @@
 mod data_cmd;
 mod eval_cmd;
 mod generate_cmd;
+mod imatrix_cmd;
 mod logits_cmd;
 mod quantize_cmd;
 
@@ -58,6 +59,8 @@ enum Command {
     Logits(logits_cmd::LogitsArgs),
     /// Generate text greedily from a prompt; with --chat, as the reply to a user message.
     Generate(generate_cmd::GenerateArgs),
+    /// Compute an importance matrix over a calibration text for `quantize --imatrix`, as llama-imatrix does.
+    Imatrix(imatrix_cmd::ImatrixArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Logits(args) => logits_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Imatrix(args) => imatrix_cmd::run(args),
     }
 }
 
