@@ -235,9 +235,8 @@ fn kl_divergence_and_same_top_match_llama_perplexity() {
         number(&ours["teacher_ppl"]["value"]),
         number(&theirs["teacher_ppl"]),
     );
-    // A KL divergence is a small difference of log-probabilities: logits that
-    // agree to ~1e-4 move it by about that much per token, a few percent of a
-    // q4_k_m token's typical 0.01-0.05.
+    // Logits that agree to ~1e-4 move a token's KL divergence by about 1e-5;
+    // measured: 1.4e-5 relative on the mean, 1.5e-4 at worst on a percentile.
     let kld = &ours["kld"];
     for (key, golden_key) in [
         ("mean", "kld_mean"),
@@ -247,17 +246,17 @@ fn kl_divergence_and_same_top_match_llama_perplexity() {
     ] {
         let (a, b) = (number(&kld[key]), number(&theirs[golden_key]));
         assert!(
-            (a - b).abs() <= 0.03 * b.abs() + 2e-4,
+            (a - b).abs() <= 2e-3 * b.abs(),
             "kld {key}: decant {a}, llama.cpp {b}"
         );
     }
-    // Near-ties between the two top tokens may flip either way: one or two
-    // tokens of the few hundred scored.
+    // A near-tie between the two top tokens may flip either way: one token of
+    // the few hundred scored.
     let count = number(&kld["count"]);
     let ours_top = number(&ours["top1"]["value"]);
     let theirs_top = number(&theirs["same_top_percent"]) / 100.0;
     assert!(
-        (ours_top - theirs_top).abs() * count <= 2.5,
+        (ours_top - theirs_top).abs() * count <= 1.5,
         "same top: decant {ours_top}, llama.cpp {theirs_top} over {count} tokens"
     );
 }

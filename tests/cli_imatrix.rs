@@ -1,7 +1,8 @@
 //! `decant imatrix` end to end: the reference teacher's importance matrix over
-//! train/tests/goldens/ppl/prose.txt must equal llama-imatrix's
-//! (tests/goldens/imatrix/, from tools/goldens/imatrix_llamacpp.sh) in layout and
-//! metadata, with sums within 1e-3 relative; `decant quantize --imatrix` reads
+//! train/tests/goldens/ppl/prose.txt must equal llama.cpp's (tests/goldens/imatrix/,
+//! collected from libllama's forward pass by llama-imatrix's eval callback in
+//! tools/goldens/imatrix_llamacpp_callback.py; tools/goldens/imatrix_llamacpp.sh
+//! runs llama-imatrix itself) in layout and metadata, with sums within 1e-3 relative; `decant quantize --imatrix` reads
 //! ours as it reads llama.cpp's; bad input fails with exit code 1 naming what is
 //! wrong and leaves an existing output alone.
 

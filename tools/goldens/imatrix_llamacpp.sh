@@ -16,7 +16,10 @@
 # attention. Text: train/tests/goldens/ppl/prose.txt, named by that relative
 # path (llama-imatrix records it in imatrix.datasets); context 128, all chunks.
 #
-# Output: tests/goldens/imatrix/smollm2_ctx128_llamacpp.gguf (the whole file, ~0.6 MB).
+# Output: tests/goldens/imatrix/smollm2_ctx128_llamacpp.gguf (the whole file, ~0.6 MB),
+# the file tools/goldens/imatrix_llamacpp_callback.py writes without building
+# anything (same hook, same sums, same layout; the build takes about an hour on
+# two busy cores).
 #
 #   bash tools/goldens/imatrix_llamacpp.sh
 set -euo pipefail

@@ -139,7 +139,8 @@ def main() -> None:
         llm.eval(chunk)
     del llm
 
-    writer = gguf.GGUFWriter(args.out, arch="", add_architecture=False)
+    # An empty architecture adds no general.architecture key: llama-imatrix writes none.
+    writer = gguf.GGUFWriter(args.out, arch="")
     writer.add_string("general.type", "imatrix")
     writer.add_array("imatrix.datasets", [TEXT])
     writer.add_uint32("imatrix.chunk_count", max(c for _, c in stats.values()) // ctx)
