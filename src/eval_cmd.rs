@@ -1,5 +1,6 @@
-//! `decant eval`: a model's quality on a data file. For now its perplexity, as
-//! llama.cpp's `llama-perplexity` measures it (see `train::eval`).
+//! `decant eval`: a model's quality on a data file: its perplexity, and against a
+//! teacher the KL divergence and same-top-token rate, as llama.cpp's
+//! `llama-perplexity` measures them (see `train::eval`).
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use decant::{model_arg, tokenize};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use train::CpuBackend;
-use train::eval::{PerplexityOptions, PerplexityReport, perplexity};
+use train::eval::{
+    ChunkScore, KlReport, PerplexityOptions, PerplexityReport, kl_divergence, perplexity,
+};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -22,7 +25,13 @@ pub struct EvalArgs {
     /// records' `text` fields are joined by blank lines into one text.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
-    /// Comma-separated metrics; supported: ppl.
+    /// The model to compare against for kld and top1 (e.g. the original of a
+    /// quantized model); its tokenizer cuts the text, as llama-perplexity's
+    /// --kl-divergence-base run does.
+    #[arg(long, value_name = "MODEL")]
+    teacher: Option<String>,
+    /// Comma-separated metrics: ppl (perplexity; of the teacher too when given),
+    /// kld (KL divergence from the teacher), top1 (same top token as the teacher).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "ppl", value_parser = parse_metric)]
     metrics: Vec<Metric>,
     /// Tokens per chunk; the first half of each chunk is context, the second half is scored.
@@ -39,22 +48,33 @@ pub struct EvalArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Metric {
     Perplexity,
+    KlDivergence,
+    SameTop,
 }
+
+const SUPPORTED: &str = "supported: ppl, kld, top1";
 
 fn parse_metric(name: &str) -> Result<Metric, String> {
     match name {
         "ppl" => Ok(Metric::Perplexity),
-        "kld" | "top1" | "exact" => Err(format!(
-            "metric '{name}' is not implemented yet; supported: ppl"
-        )),
-        _ => Err(format!("unknown metric '{name}'; supported: ppl")),
+        "kld" => Ok(Metric::KlDivergence),
+        "top1" => Ok(Metric::SameTop),
+        "exact" => Err(format!("metric '{name}' is not implemented yet; {SUPPORTED}")),
+        _ => Err(format!("unknown metric '{name}'; {SUPPORTED}")),
     }
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    let metrics = dedup(&args.metrics);
+    let needs_teacher = metrics.iter().any(|&m| m != Metric::Perplexity);
+    let teacher = match (&args.teacher, needs_teacher) {
+        (Some(teacher), _) => Some(model_arg::resolve(teacher)?),
+        (None, true) => bail!("--metrics kld and top1 compare against a teacher: pass --teacher MODEL"),
+        (None, false) => None,
+    };
     let source = model_arg::resolve(&args.model)?;
     let text = read_text(&args.data)?;
-    let tokenizer = tokenize::load_tokenizer(&source)?;
+    let tokenizer = tokenize::load_tokenizer(teacher.as_ref().unwrap_or(&source))?;
     let (tokens, bos) = tokenize_like_llama_perplexity(&tokenizer, &text)
         .with_context(|| format!("cannot tokenize {}", args.data.display()))?;
     let options = PerplexityOptions {
@@ -67,35 +87,86 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .chunk_count(tokens.len())
         .with_context(cannot_evaluate)?;
 
-    let model = train::load_model::<CpuBackend>(source.path(), &Default::default())
-        .with_context(|| format!("cannot load {source}"))?;
+    let load = |source: &model_arg::ModelSource| {
+        train::load_model::<CpuBackend>(source.path(), &Default::default())
+            .with_context(|| format!("cannot load {source}"))
+    };
+    let model = load(&source)?;
     let mut report = json!({
         "model": source.path(),
         "data": args.data,
         "tokens": tokens.len(),
     });
     let mut lines = Vec::new();
-    for metric in dedup(&args.metrics) {
-        match metric {
-            Metric::Perplexity => {
-                let bar = progress_bar(chunk_count, options.ctx);
-                let ppl = perplexity(&model, &tokens, &options, |chunk| {
-                    bar.inc(1);
-                    bar.set_message(format!("ppl {:.4}", chunk.running_ppl));
-                })
+    let bar = progress_bar(chunk_count, options.ctx);
+    let on_chunk = |chunk: &ChunkScore| {
+        bar.inc(1);
+        bar.set_message(format!("ppl {:.4}", chunk.running_ppl));
+    };
+    match &teacher {
+        None => {
+            let ppl = perplexity(&model, &tokens, &options, on_chunk).with_context(cannot_evaluate)?;
+            report["ppl"] = perplexity_json(&ppl);
+            lines.extend(perplexity_text(&ppl));
+        }
+        Some(teacher_source) => {
+            report["teacher"] = json!(teacher_source.path());
+            let teacher = load(teacher_source)?;
+            let kl = kl_divergence(&model, &teacher, &tokens, &options, on_chunk)
                 .with_context(cannot_evaluate)?;
-                bar.finish_and_clear();
-                report["ppl"] = perplexity_json(&ppl);
-                lines.extend(perplexity_text(&ppl));
+            for metric in metrics {
+                match metric {
+                    Metric::Perplexity => {
+                        report["ppl"] = perplexity_json(&kl.model);
+                        report["teacher_ppl"] = perplexity_json(&kl.teacher);
+                        lines.extend(perplexity_text(&kl.model));
+                        lines.push(format!("Teacher PPL = {:.4}", kl.teacher.ppl));
+                    }
+                    Metric::KlDivergence => {
+                        report["kld"] = kld_json(&kl);
+                        lines.push(format!(
+                            "Mean KLD: {:.6} +/- {:.6}; median {:.6}; 99.0% {:.6}; max {:.6}",
+                            kl.kld_mean, kl.kld_error, kl.kld_median, kl.kld_p99, kl.kld_max
+                        ));
+                    }
+                    Metric::SameTop => {
+                        report["top1"] = json!({
+                            "value": kl.same_top,
+                            "error": kl.same_top_error,
+                            "count": kl.count,
+                        });
+                        lines.push(format!(
+                            "Same top p: {:.3} +/- {:.3} %",
+                            100.0 * kl.same_top,
+                            100.0 * kl.same_top_error
+                        ));
+                    }
+                }
             }
         }
     }
+    bar.finish_and_clear();
     if args.json {
         println!("{report}");
     } else {
         println!("{}", lines.join("\n"));
     }
     Ok(())
+}
+
+fn kld_json(kl: &KlReport) -> Value {
+    json!({
+        "mean": kl.kld_mean,
+        "error": kl.kld_error,
+        "median": kl.kld_median,
+        "p90": kl.kld_p90,
+        "p95": kl.kld_p95,
+        "p99": kl.kld_p99,
+        "p99_9": kl.kld_p999,
+        "max": kl.kld_max,
+        "min": kl.kld_min,
+        "count": kl.count,
+    })
 }
 
 /// The metrics in the order first named, each once.
@@ -111,7 +182,7 @@ fn dedup(metrics: &[Metric]) -> Vec<Metric> {
 
 /// The evaluation text: a plain text file as it is, or the `text` fields of a
 /// JSON Lines file joined by blank lines, as paragraphs of one text.
-fn read_text(path: &Path) -> Result<String> {
+pub(crate) fn read_text(path: &Path) -> Result<String> {
     let content =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let is_jsonl = path
@@ -143,7 +214,7 @@ fn read_text(path: &Path) -> Result<String> {
 /// Token ids of the whole text as llama-perplexity takes them (add_special, no
 /// special-token parsing), and the BOS that starts each chunk where the
 /// vocabulary adds one: what it puts in front of an empty text.
-fn tokenize_like_llama_perplexity(
+pub(crate) fn tokenize_like_llama_perplexity(
     tokenizer: &Tokenizer,
     text: &str,
 ) -> Result<(Vec<u32>, Option<u32>)> {
@@ -247,7 +318,9 @@ mod tests {
     #[test]
     fn metric_names() {
         assert_eq!(parse_metric("ppl"), Ok(Metric::Perplexity));
-        assert!(parse_metric("kld").unwrap_err().contains("supported: ppl"));
+        assert_eq!(parse_metric("kld"), Ok(Metric::KlDivergence));
+        assert_eq!(parse_metric("top1"), Ok(Metric::SameTop));
+        assert!(parse_metric("exact").unwrap_err().contains("supported: ppl, kld, top1"));
         assert!(
             parse_metric("bleu")
                 .unwrap_err()

@@ -4,6 +4,7 @@
 mod data_cmd;
 mod eval_cmd;
 mod generate_cmd;
+mod imatrix_cmd;
 mod logits_cmd;
 mod quantize_cmd;
 mod recipe_cmd;
@@ -62,6 +63,8 @@ enum Command {
     /// Recipes: the TOML files that drive a run.
     #[command(subcommand)]
     Recipe(recipe_cmd::RecipeCommand),
+    /// Compute an importance matrix over a calibration text for `quantize --imatrix`, as llama-imatrix does.
+    Imatrix(imatrix_cmd::ImatrixArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits(args) => logits_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Recipe(command) => recipe_cmd::run(command),
+        Command::Imatrix(args) => imatrix_cmd::run(args),
     }
 }
 

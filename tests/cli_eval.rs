@@ -1,7 +1,11 @@
 //! `decant eval --metrics ppl` on the reference teacher against llama-perplexity's
-//! algorithm run on llama.cpp's logits (`tools/goldens/perplexity_llamacpp.py`).
+//! algorithm run on llama.cpp's logits (`tools/goldens/perplexity_llamacpp.py`),
+//! and `--teacher ... --metrics ppl,kld,top1` on the teacher quantized to q4_k_m
+//! against llama-perplexity's KL-divergence mode (`tools/goldens/kld_llamacpp.py`).
 
 mod common;
+#[path = "../quantize/tests/mix_common/mod.rs"]
+mod mix_common;
 
 use std::path::{Path, PathBuf};
 
@@ -139,7 +143,7 @@ fn jsonl_records_and_chunk_limit_in_llama_perplexity_text() {
 #[test]
 fn unsupported_metrics_are_usage_errors_naming_the_supported_ones() {
     for (metric, message) in [
-        ("kld", "metric 'kld' is not implemented yet"),
+        ("exact", "metric 'exact' is not implemented yet"),
         ("bleu", "unknown metric 'bleu'"),
     ] {
         let out = decant(&[
@@ -185,4 +189,89 @@ fn data_errors_name_the_file() {
         err.contains(&format!("{}:2", jsonl.display())) && err.contains("no field 'text'"),
         "{err}"
     );
+}
+
+#[test]
+fn kl_divergence_and_same_top_match_llama_perplexity() {
+    let golden_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/goldens/kld/smollm2_q4_k_m_ctx128_llamacpp.json");
+    let theirs: Value = serde_json::from_str(&std::fs::read_to_string(golden_path).unwrap()).unwrap();
+    let teacher = mix_common::reference_f32_copy();
+    let dir = tempfile::tempdir().unwrap();
+    // decant's q4_k_m is llama_model_quantize's byte for byte (tests/cli_quantize.rs).
+    let quantized = dir.path().join("q4_k_m.gguf");
+    let out = decant(&[
+        "quantize",
+        "--model",
+        teacher.to_str().unwrap(),
+        "--type",
+        "q4_k_m",
+        "--out",
+        quantized.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = decant(&[
+        "eval",
+        "--model",
+        quantized.to_str().unwrap(),
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--data",
+        goldens().join("prose.txt").to_str().unwrap(),
+        "--metrics",
+        "ppl,kld,top1",
+        "--ctx",
+        "128",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    eprintln!("decant: {ours}\nllama.cpp: {theirs}");
+    let number = |v: &Value| v.as_f64().unwrap();
+    assert_eq!(ours["ppl"]["chunks"], theirs["chunks"]);
+    assert_close("ppl", number(&ours["ppl"]["value"]), number(&theirs["ppl"]));
+    assert_close(
+        "teacher ppl",
+        number(&ours["teacher_ppl"]["value"]),
+        number(&theirs["teacher_ppl"]),
+    );
+    // Logits that agree to ~1e-4 move a token's KL divergence by about 1e-5;
+    // measured: 1.4e-5 relative on the mean, 1.5e-4 at worst on a percentile.
+    let kld = &ours["kld"];
+    for (key, golden_key) in [
+        ("mean", "kld_mean"),
+        ("median", "kld_median"),
+        ("p90", "kld_p90"),
+        ("p99", "kld_p99"),
+    ] {
+        let (a, b) = (number(&kld[key]), number(&theirs[golden_key]));
+        assert!(
+            (a - b).abs() <= 2e-3 * b.abs(),
+            "kld {key}: decant {a}, llama.cpp {b}"
+        );
+    }
+    // A near-tie between the two top tokens may flip either way: one token of
+    // the few hundred scored.
+    let count = number(&kld["count"]);
+    let ours_top = number(&ours["top1"]["value"]);
+    let theirs_top = number(&theirs["same_top_percent"]) / 100.0;
+    assert!(
+        (ours_top - theirs_top).abs() * count <= 1.5,
+        "same top: decant {ours_top}, llama.cpp {theirs_top} over {count} tokens"
+    );
+}
+
+#[test]
+fn kld_without_a_teacher_is_a_user_error() {
+    let out = decant(&[
+        "eval",
+        "--model",
+        "m.gguf",
+        "--data",
+        "d.txt",
+        "--metrics",
+        "ppl,top1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--teacher"), "{}", stderr(&out));
 }

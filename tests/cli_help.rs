@@ -16,5 +16,9 @@ fn help_lists_only_working_commands() {
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     commands.sort_unstable();
-    assert_eq!(commands, ["data", "eval", "generate", "help", "inspect", "logits", "quantize", "recipe", "tokenize"], "{help}");
+    assert_eq!(
+        commands,
+        ["data", "eval", "generate", "help", "imatrix", "inspect", "logits", "quantize", "recipe", "tokenize"],
+        "{help}"
+    );
 }

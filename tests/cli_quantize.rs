@@ -231,3 +231,69 @@ fn hugging_face_directories_are_not_supported_yet() {
         "{err}"
     );
 }
+
+/// llama-quantize --pure still demotes a type whose block does not divide a row
+/// (the reference's 576-wide rows cannot hold 256-blocks): so does decant, to the
+/// same type for every tensor, and it says how many tensors fell back.
+#[test]
+fn pure_falls_back_for_rows_the_type_cannot_hold_like_llama_quantize() {
+    let golden = mix_common::golden();
+    let smollm2 = &golden["models"]["smollm2"];
+    let run = &smollm2["runs"]["q4_k_m+pure"];
+    let model = mix_common::reference_f32_copy();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pure.gguf");
+    let output = decant(&[
+        "quantize",
+        "--model",
+        model.to_str().unwrap(),
+        "--type",
+        "q4_k_m",
+        "--pure",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_success(&output, "q4_k_m --pure");
+    let summary: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(summary["n_fallback"], run["n_fallback"]);
+    assert_eq!(summary["pure"], true);
+    let file = quantize::gguf::GgufFile::open(&out).unwrap();
+    let types: Vec<(&str, &str)> = file
+        .tensors()
+        .iter()
+        .map(|t| (t.name.as_str(), t.ggml_type.name()))
+        .collect();
+    let order = smollm2["output_order"].as_array().unwrap();
+    let want: Vec<(&str, &str)> = order
+        .iter()
+        .zip(run["types"].as_array().unwrap())
+        .map(|(name, ty)| (name.as_str().unwrap(), ty.as_str().unwrap()))
+        .collect();
+    assert_eq!(types, want);
+}
+
+#[test]
+fn an_existing_output_is_replaced_whole_and_no_temporary_file_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_in(dir.path());
+    std::fs::write(dir.path().join("out.gguf"), "old").unwrap();
+    let args = [
+        "quantize", "--model", "tiny.gguf", "--type", "q8_0", "--out", "out.gguf",
+    ];
+    assert_success(&decant_in(dir.path(), &args), "q8_0 over an old file");
+    let golden = mix_common::golden();
+    let tiny = &golden["models"]["tiny"];
+    mix_common::assert_matches_run(
+        &dir.path().join("out.gguf"),
+        &tiny["runs"]["q8_0"],
+        tiny["output_order"].as_array().unwrap(),
+        "replaced output",
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["imatrix.gguf", "out.gguf", "tiny.gguf"]);
+}

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod generate;
+pub mod imatrix;
 pub mod import;
 pub mod model;
 pub mod optim;

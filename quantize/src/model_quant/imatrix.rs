@@ -10,11 +10,11 @@ use crate::gguf::{GgufFile, TensorInfo, Value};
 
 use super::error::ImatrixError;
 
-const SUMS_SUFFIX: &str = ".in_sum2";
-const COUNTS_SUFFIX: &str = ".counts";
-const DATASETS_KEY: &str = "imatrix.datasets";
-const CHUNK_COUNT_KEY: &str = "imatrix.chunk_count";
-const CHUNK_SIZE_KEY: &str = "imatrix.chunk_size";
+pub(super) const SUMS_SUFFIX: &str = ".in_sum2";
+pub(super) const COUNTS_SUFFIX: &str = ".counts";
+pub(super) const DATASETS_KEY: &str = "imatrix.datasets";
+pub(super) const CHUNK_COUNT_KEY: &str = "imatrix.chunk_count";
+pub(super) const CHUNK_SIZE_KEY: &str = "imatrix.chunk_size";
 
 /// Per-column importance weights for the weights of a model.
 #[derive(Clone, Debug, PartialEq)]

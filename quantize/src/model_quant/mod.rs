@@ -13,9 +13,11 @@
 mod convert;
 mod error;
 mod imatrix;
+mod imatrix_writer;
 mod job;
 mod metadata;
 
 pub use error::{ImatrixError, ModelQuantError};
 pub use imatrix::Imatrix;
+pub use imatrix_writer::{ImatrixEntry, ImatrixMeta, write_imatrix};
 pub use job::{Progress, Quantization, Report};

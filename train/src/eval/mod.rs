@@ -1,7 +1,11 @@
 //! Evaluation metrics of a model over token streams.
 
+mod kl_divergence;
 mod nll;
 mod perplexity;
+
+pub(crate) use nll::NllStats;
+pub use kl_divergence::{KlError, KlReport, kl_divergence};
 
 pub use nll::token_nll;
 pub use perplexity::{

@@ -11,7 +11,7 @@ pub fn token_nll(logits: &[f32], target: usize) -> f64 {
 
 /// Count, sum and sum of squares of the NLLs scored so far.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct NllStats {
+pub(crate) struct NllStats {
     count: usize,
     sum: f64,
     sum_sq: f64,

@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::nll::{NllStats, token_nll};
-use crate::model::Transformer;
+use crate::model::{Transformer, host_f32};
 
 /// How a token stream is split and scored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,64 +116,112 @@ pub fn perplexity<B: Backend>(
     options: &PerplexityOptions,
     mut on_chunk: impl FnMut(&ChunkScore),
 ) -> Result<PerplexityReport, PerplexityError> {
-    let chunk_count = options.chunk_count(tokens.len())?;
+    let mut scorer = Scorer::new(model, tokens, options)?;
     let vocab = model.config.vocab_size;
-    let outside = |id: u32| id as usize >= vocab;
-    if let Some(id) = options.bos.filter(|&id| outside(id)) {
-        return Err(PerplexityError::BosOutOfVocabulary { id, vocab });
+    for index in 0..scorer.chunk_count() {
+        let (targets, logits) = scorer.chunk_logits(index);
+        let nlls: Vec<f64> = logits
+            .chunks_exact(vocab)
+            .zip(&targets)
+            .map(|(row, &target)| token_nll(row, target as usize))
+            .collect();
+        on_chunk(&scorer.add_chunk(index, &nlls));
     }
-    if let Some(position) = tokens[..chunk_count * options.ctx]
-        .iter()
-        .position(|&id| outside(id))
-    {
-        return Err(PerplexityError::TokenOutOfVocabulary {
-            position,
-            id: tokens[position],
-            vocab,
-        });
+    Ok(scorer.finish())
+}
+
+/// One model's pass over a checked token stream, chunk by chunk: the logits
+/// that score each chunk, and the NLL statistics of the chunks scored so far.
+pub(super) struct Scorer<'a, B: Backend> {
+    model: &'a Transformer<B>,
+    tokens: &'a [u32],
+    options: &'a PerplexityOptions,
+    chunk_count: usize,
+    stats: NllStats,
+    chunks: Vec<ChunkScore>,
+}
+
+impl<'a, B: Backend> Scorer<'a, B> {
+    /// Checks that the chunks `tokens` gives are ones `model` can read.
+    pub fn new(
+        model: &'a Transformer<B>,
+        tokens: &'a [u32],
+        options: &'a PerplexityOptions,
+    ) -> Result<Self, PerplexityError> {
+        let chunk_count = options.chunk_count(tokens.len())?;
+        let vocab = model.config.vocab_size;
+        let outside = |id: u32| id as usize >= vocab;
+        if let Some(id) = options.bos.filter(|&id| outside(id)) {
+            return Err(PerplexityError::BosOutOfVocabulary { id, vocab });
+        }
+        if let Some(position) = tokens[..chunk_count * options.ctx]
+            .iter()
+            .position(|&id| outside(id))
+        {
+            return Err(PerplexityError::TokenOutOfVocabulary {
+                position,
+                id: tokens[position],
+                vocab,
+            });
+        }
+        Ok(Scorer {
+            model,
+            tokens,
+            options,
+            chunk_count,
+            stats: NllStats::default(),
+            chunks: Vec::with_capacity(chunk_count),
+        })
     }
 
-    let device = model.embed_tokens.weight.device();
-    let (ctx, first) = (options.ctx, options.first_scored());
-    let scored_per_chunk = ctx - 1 - first;
-    let mut stats = NllStats::default();
-    let mut chunks = Vec::with_capacity(chunk_count);
-    for index in 0..chunk_count {
-        let input = options.chunk_input(tokens, index);
+    pub fn chunk_count(&self) -> usize {
+        self.chunk_count
+    }
+
+    /// Chunk `index`'s scored tokens and the logits that predict them, row-major
+    /// `[tokens, vocab]`.
+    pub fn chunk_logits(&self, index: usize) -> (Vec<u32>, Vec<f32>) {
+        let (ctx, first) = (self.options.ctx, self.options.first_scored());
+        let input = self.options.chunk_input(self.tokens, index);
         let ids: Vec<i64> = input.iter().map(|&t| i64::from(t)).collect();
-        let logits = model
+        let device = self.model.embed_tokens.weight.device();
+        let logits = self
+            .model
             .forward(Tensor::<B, 2, Int>::from_data(
                 TensorData::new(ids, [1, ctx]),
                 &device,
             ))
-            .narrow(1, first, scored_per_chunk)
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("logits converted to f32");
+            .narrow(1, first, ctx - 1 - first);
+        (input[first + 1..].to_vec(), host_f32(logits))
+    }
+
+    /// Adds chunk `index`'s NLLs, one per scored token.
+    pub fn add_chunk(&mut self, index: usize, nlls: &[f64]) -> ChunkScore {
         let mut chunk = NllStats::default();
-        for (row, &target) in logits.chunks_exact(vocab).zip(&input[first + 1..]) {
-            let nll = token_nll(row, target as usize);
+        for &nll in nlls {
             chunk.add(nll);
-            stats.add(nll);
+            self.stats.add(nll);
         }
         let score = ChunkScore {
             index,
             nll_mean: chunk.mean(),
-            running_ppl: stats.perplexity(),
+            running_ppl: self.stats.perplexity(),
         };
-        on_chunk(&score);
-        chunks.push(score);
+        self.chunks.push(score.clone());
+        score
     }
-    Ok(PerplexityReport {
-        ctx,
-        tokens: tokens.len(),
-        chunks,
-        scored: stats.count(),
-        nll_mean: stats.mean(),
-        ppl: stats.perplexity(),
-        ppl_error: stats.perplexity_error(),
-    })
+
+    pub fn finish(self) -> PerplexityReport {
+        PerplexityReport {
+            ctx: self.options.ctx,
+            tokens: self.tokens.len(),
+            chunks: self.chunks,
+            scored: self.stats.count(),
+            nll_mean: self.stats.mean(),
+            ppl: self.stats.perplexity(),
+            ppl_error: self.stats.perplexity_error(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ impl<B: Backend> Attention<B> {
     /// Repeats each key/value head for the consecutive query heads that share it:
     /// `[b, kv_heads, s, d]` → `[b, heads, s, d]`, query head `h` reading kv head
     /// `h / (heads / kv_heads)`, as in transformers' `repeat_kv` and ggml's broadcast.
-    fn share_kv_heads(&self, t: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub(crate) fn share_kv_heads(&self, t: Tensor<B, 4>) -> Tensor<B, 4> {
         let group = self.num_heads / self.num_kv_heads;
         if group == 1 {
             return t;

@@ -137,7 +137,7 @@ impl<B: Backend> Transformer<B> {
     /// The sliding-window part of the attention mask for `seq` queries at positions
     /// `start..` over keys at `0..start + seq`, `[1, 1, seq, start + seq]`, when the
     /// window is shorter than that (the causal part is the kernel's).
-    fn window_mask(
+    pub(crate) fn window_mask(
         &self,
         start: usize,
         seq: usize,
