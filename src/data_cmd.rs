@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use datasets::{
-    AssistantTurns, ChatTemplate, Columns, DataSource, DatasetError, Prepare, RecordFormat,
-    RecordSpec, Renderer, Stats, Truncation,
+    AssistantTurns, ChatTemplate, Columns, DataSource, DatasetError, FractionSplit, HeldOut, Part,
+    Prepare, RecordFormat, RecordSpec, Renderer, Split, Stats, Truncation,
 };
 use decant::model_arg::{self, ModelSource};
 use decant::tokenize;
@@ -18,6 +18,7 @@ pub enum DataCommand {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("held_out_spec").args(["held_out_fraction", "held_out"])))]
 pub struct StatsArgs {
     /// A data file (.jsonl, .parquet, .arrow), a directory of them or a glob; repeatable.
     #[arg(long, required = true, value_name = "FILE")]
@@ -41,6 +42,23 @@ pub struct StatsArgs {
     /// Which assistant turns of a conversation are trained: all or last.
     #[arg(long, default_value = "all")]
     train_on: AssistantTurns,
+    /// Hold out about this share of the records, chosen by a hash of each record's content.
+    #[arg(long, value_name = "F")]
+    held_out_fraction: Option<f64>,
+    /// Hold out these data files (a file, directory or glob; repeatable); they leave --data.
+    #[arg(long, value_name = "FILE")]
+    held_out: Vec<String>,
+    /// Seed of the --held-out-fraction split.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "held_out_fraction"
+    )]
+    split_seed: u64,
+    /// With data held out, the part to count: train (the default) or held-out.
+    #[arg(long, requires = "held_out_spec")]
+    part: Option<Part>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -71,6 +89,18 @@ fn stats(args: StatsArgs) -> Result<()> {
         columns,
     };
     let source = DataSource::open(&args.data, spec)?;
+    let held_out = match (args.held_out_fraction, args.held_out) {
+        (Some(fraction), _) => Some(HeldOut::Fraction(FractionSplit::new(
+            fraction,
+            args.split_seed,
+        )?)),
+        (None, files) if !files.is_empty() => Some(HeldOut::Files(files)),
+        (None, _) => None,
+    };
+    let split = held_out
+        .map(|held_out| Split::new(source.clone(), held_out))
+        .transpose()?;
+    let part = args.part.unwrap_or(Part::Train);
     let model = model_arg::resolve(&args.model)?;
     let tokenizer = tokenize::load_tokenizer(&model)?;
     let template = load_template(&model)?;
@@ -81,14 +111,26 @@ fn stats(args: StatsArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} {pos} examples ({per_sec})")
             .expect("valid template"),
     );
-    let records = source.records().inspect(|_| progress.inc(1));
-    let stats = Stats::collect(records, &prepare, &source.origin());
+    let (records, origin, files) = match &split {
+        Some(split) => (
+            split.records(part),
+            split.origin(part),
+            split.source(part).files(),
+        ),
+        None => (
+            Box::new(source.records()) as Box<dyn Iterator<Item = _> + '_>,
+            source.origin(),
+            source.files(),
+        ),
+    };
+    let stats = Stats::collect(records.inspect(|_| progress.inc(1)), &prepare, &origin);
     progress.finish_and_clear();
     let stats = stats?;
 
     if args.json {
         let report = json!({
-            "data": source.files(),
+            "data": files,
+            "part": split.as_ref().map(|_| part.name()),
             "model": model.path(),
             "format": args.format,
             "train_on": args.train_on,
@@ -96,7 +138,7 @@ fn stats(args: StatsArgs) -> Result<()> {
         });
         println!("{report}");
     } else {
-        print!("{}", render_text(&source, &model, &stats));
+        print!("{}", render_text(&origin, &model, &stats));
     }
     Ok(())
 }
@@ -123,13 +165,13 @@ fn percent(share: f64) -> String {
     format!("{:.1}%", share * 100.0)
 }
 
-fn render_text(source: &DataSource, model: &ModelSource, stats: &Stats) -> String {
+fn render_text(origin: &str, model: &ModelSource, stats: &Stats) -> String {
     let mut out = String::new();
     let mut line = |text: String| {
         out.push_str(&text);
         out.push('\n');
     };
-    line(format!("data:      {}", source.origin()));
+    line(format!("data:      {origin}"));
     line(format!("model:     {model}"));
     line(format!(
         "examples:  {} ({} kept, {} dropped as too long, {} with nothing to train on)",

@@ -321,3 +321,133 @@ fn bad_options_are_usage_errors() {
     assert_eq!(code, 2);
     assert!(message.contains("--data <FILE>"), "{message}");
 }
+
+#[test]
+fn held_out_data_by_fraction_or_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..60)
+        .map(|index| serde_json::json!({"text": format!("sentence number {index}")}).to_string())
+        .collect();
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let data = data.to_str().unwrap();
+
+    let whole = stats_json(&["--data", data]);
+    assert_eq!(whole["part"], Json::Null);
+    let fraction = [
+        "--data",
+        data,
+        "--held-out-fraction",
+        "0.3",
+        "--split-seed",
+        "5",
+    ];
+    let train = stats_json(&fraction);
+    let held_out = stats_json(&[&fraction[..], &["--part", "held-out"]].concat());
+    assert_eq!(train["part"], "train");
+    assert_eq!(held_out["part"], "held-out");
+    assert_eq!(held_out["data"], serde_json::json!([data]));
+    for key in ["examples", "tokens", "trained_tokens"] {
+        let (train, held_out) = (&train["stats"][key], &held_out["stats"][key]);
+        assert!(
+            train.as_u64().unwrap() > 0 && held_out.as_u64().unwrap() > 0,
+            "{key}"
+        );
+        assert_eq!(
+            train.as_u64().unwrap() + held_out.as_u64().unwrap(),
+            whole["stats"][key].as_u64().unwrap(),
+            "{key}: the parts add up to the whole"
+        );
+    }
+    let reseeded = stats_json(&[
+        "--data",
+        data,
+        "--held-out-fraction",
+        "0.3",
+        "--split-seed",
+        "6",
+    ]);
+    assert_ne!(
+        reseeded["stats"], train["stats"],
+        "the seed chooses the records"
+    );
+
+    let test = dir.path().join("test.jsonl");
+    std::fs::write(
+        &test,
+        "{\"text\": \"held out\"}\n{\"text\": \"also held out\"}\n",
+    )
+    .unwrap();
+    let test = test.to_str().unwrap();
+    let directory = dir.path().to_str().unwrap();
+    let train = stats_json(&["--data", directory, "--held-out", test]);
+    assert_eq!(train["data"], serde_json::json!([data]));
+    assert_eq!(train["stats"], whole["stats"]);
+    let held_out = stats_json(&[
+        "--data",
+        directory,
+        "--held-out",
+        test,
+        "--part",
+        "held-out",
+    ]);
+    assert_eq!(held_out["data"], serde_json::json!([test]));
+    assert_eq!(held_out["stats"]["examples"], 2);
+
+    let model = reference_model();
+    let model = model.to_str().unwrap();
+    let base = ["data", "stats", "--data", data, "--model", model];
+    let (code, message) = failure(&[&base[..], &["--held-out-fraction", "1.5"]].concat());
+    assert_eq!(
+        (code, message),
+        (
+            1,
+            "error: invalid held-out fraction: 1.5 is not strictly between 0 and 1\n".to_owned()
+        )
+    );
+    let (code, message) = failure(&[&base[..], &["--held-out", data]].concat());
+    assert_eq!(
+        (code, message),
+        (
+            1,
+            format!(
+                "error: invalid held-out files: {data} hold(s) out every training file, \
+                 leaving nothing to train on\n"
+            )
+        )
+    );
+    let (code, message) = failure(
+        &[
+            &base[..],
+            &[
+                "--held-out-fraction",
+                "0.999",
+                "--split-seed",
+                "1",
+                "--part",
+                "train",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        (code, message),
+        (1, format!("error: train part of {data}: no examples\n"))
+    );
+    for (args, expected) in [
+        (&["--part", "held-out"][..], "--held-out-fraction <F>"),
+        (&["--split-seed", "3"][..], "--held-out-fraction <F>"),
+        (
+            &["--held-out-fraction", "0.2", "--held-out", test][..],
+            "cannot be used with",
+        ),
+        (
+            &["--held-out-fraction", "0.2", "--part", "eval"][..],
+            "unknown part 'eval' (expected train or held-out)",
+        ),
+    ] {
+        let (code, message) = failure(&[&base[..], args].concat());
+        assert_eq!(code, 2, "{args:?}: {message}");
+        assert!(message.contains(expected), "{args:?}: {message}");
+    }
+}

@@ -4,6 +4,7 @@
 # The Rust test suite never needs it: goldens are committed.
 #   --with-llama   also build llama-cpp-python from source (4-6 min, wheel cached)
 #   --with-torch   also install torch (several GB; only tools/goldens/hf_transformers.py needs it)
+#   --with-bench   also install Hugging Face datasets (tools/bench/datasets_throughput.py)
 set -euo pipefail
 cache="${DECANT_CACHE:-$HOME/.cache/decant}"
 venv="$cache/venv"
@@ -16,6 +17,9 @@ fi
 "$venv/bin/python" -m pip install --quiet "gguf==0.19.0" "numpy>=1.26,<3" "transformers==5.24.0" "tokenizers==0.23.3" "jinja2>=3.1" >&2
 if [[ " $* " == *" --with-torch "* ]]; then
   "$venv/bin/python" -m pip install --quiet torch >&2
+fi
+if [[ " $* " == *" --with-bench "* ]]; then
+  "$venv/bin/python" -m pip install --quiet "datasets==5.2.0" >&2
 fi
 if [[ " $* " == *" --with-llama "* ]]; then
   wheels="$cache/wheels"

@@ -7,7 +7,8 @@
 //! tokens and applies the [`Truncation`] policy; [`Documents`] keeps the
 //! result as tokens; a [`Loader`] shuffles, shards and packs them into
 //! [`Batch`]es, resumable from a [`LoaderState`]. [`Stats`] counts what a
-//! dataset amounts to, and [`FractionSplit`] holds part of it out.
+//! dataset amounts to, and a [`Split`] holds part of it out, by fraction
+//! ([`FractionSplit`]) or by file.
 
 pub mod chat_template;
 pub mod documents;
@@ -35,7 +36,7 @@ pub use prepare::{Outcome, Prepare, Prepared};
 pub use record::{Columns, Example, RecordFormat, RecordSpec};
 pub use render::{AssistantTurns, Renderer, Tokenized};
 pub use source::{DataSource, Location, Record};
-pub use split::{FractionSplit, Part};
+pub use split::{FractionSplit, HeldOut, Part, Split};
 pub use stats::Stats;
 pub use tokenizer::{EncodeOptions, SpecialTokens, Tokenizer, VocabConfig};
 pub use truncate::Truncation;

@@ -49,6 +49,7 @@ pub struct Prepare<'a> {
     renderer: Renderer<'a>,
     max_length: Option<usize>,
     truncation: Truncation,
+    threads: NonZeroUsize,
 }
 
 impl<'a> Prepare<'a> {
@@ -70,7 +71,15 @@ impl<'a> Prepare<'a> {
             renderer,
             max_length,
             truncation,
+            threads: thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
         })
+    }
+
+    /// Prepares on `threads` threads rather than one per core; the outcome
+    /// is the same for any number.
+    pub fn with_threads(mut self, threads: NonZeroUsize) -> Self {
+        self.threads = threads;
+        self
     }
 
     pub fn max_length(&self) -> Option<usize> {
@@ -101,7 +110,7 @@ impl<'a> Prepare<'a> {
         Ok(Prepared { length, outcome })
     }
 
-    /// Prepares `records` on every core and hands the results to `consume`
+    /// Prepares `records` on every core (or the threads set) and hands the results to `consume`
     /// in record order, so the outcome is the same for any number of
     /// threads. Records are read in chunks: memory holds one chunk of text.
     /// The first bad record, in record order, is the error.
@@ -110,7 +119,7 @@ impl<'a> Prepare<'a> {
         records: impl IntoIterator<Item = Result<Record>>,
         mut consume: impl FnMut(Prepared),
     ) -> Result<()> {
-        let threads = thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let threads = self.threads.get();
         let chunk_size = RECORDS_PER_THREAD * threads;
         let mut records = records.into_iter();
         loop {

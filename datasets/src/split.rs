@@ -11,13 +11,112 @@ use crate::chat_template::Message;
 use crate::error::{DatasetError, Result};
 use crate::hash::StableHasher;
 use crate::record::Example;
-use crate::source::Record;
+use crate::source::{DataSource, Record, resolve_files};
 
 /// Which side of a split a record is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Part {
     Train,
     HeldOut,
+}
+
+impl Part {
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Train => "train",
+            Part::HeldOut => "held-out",
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Part {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        [Part::Train, Part::HeldOut]
+            .into_iter()
+            .find(|part| part.name() == name)
+            .ok_or_else(|| format!("unknown part '{name}' (expected train or held-out)"))
+    }
+}
+
+/// How the held-out data is chosen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HeldOut {
+    /// A share of every file's records.
+    Fraction(FractionSplit),
+    /// These data files, directories or globs; where the training data names
+    /// the same files, they leave it.
+    Files(Vec<String>),
+}
+
+/// Training data and the data held out beside it.
+#[derive(Clone, Debug)]
+pub struct Split {
+    train: DataSource,
+    held_out: DataSource,
+    /// For a fraction split, both sides read the same files and keep the
+    /// records of their part.
+    fraction: Option<FractionSplit>,
+}
+
+impl Split {
+    pub fn new(source: DataSource, held_out: HeldOut) -> Result<Self> {
+        match held_out {
+            HeldOut::Fraction(fraction) => Ok(Self {
+                train: source.clone(),
+                held_out: source,
+                fraction: Some(fraction),
+            }),
+            HeldOut::Files(patterns) => {
+                let held_out_files = resolve_files(&patterns)?;
+                let train_files = without_files(source.files().to_vec(), &held_out_files)?;
+                if train_files.is_empty() {
+                    return Err(DatasetError::InvalidConfig {
+                        what: "held-out files",
+                        message: format!(
+                            "{} hold(s) out every training file, leaving nothing to train on",
+                            patterns.join(", ")
+                        ),
+                    });
+                }
+                let spec = source.spec().clone();
+                Ok(Self {
+                    train: DataSource::from_files(train_files, spec.clone()),
+                    held_out: DataSource::from_files(held_out_files, spec),
+                    fraction: None,
+                })
+            }
+        }
+    }
+
+    /// The files `part` reads.
+    pub fn source(&self, part: Part) -> &DataSource {
+        match part {
+            Part::Train => &self.train,
+            Part::HeldOut => &self.held_out,
+        }
+    }
+
+    /// Names `part` of the data in messages.
+    pub fn origin(&self, part: Part) -> String {
+        format!("{} part of {}", part, self.source(part).origin())
+    }
+
+    /// The records of `part`, in file order; errors pass through.
+    pub fn records(&self, part: Part) -> Box<dyn Iterator<Item = Result<Record>> + '_> {
+        let records = self.source(part).records();
+        match self.fraction {
+            Some(fraction) => Box::new(fraction.select(records, part)),
+            None => Box::new(records),
+        }
+    }
 }
 
 /// Holds out about `fraction` of the records, the same ones for the same seed.

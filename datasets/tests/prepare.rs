@@ -11,8 +11,8 @@ use data_files::write_jsonl;
 use datasets::split::without_files;
 use datasets::{
     AssistantTurns, ChatTemplate, DataSource, DatasetError, Documents, Example, FractionSplit,
-    Location, Message, Outcome, Part, Prepare, Record, RecordFormat, RecordSpec, Renderer, Role,
-    Stats, Tokenizer, Truncation,
+    HeldOut, Location, Message, Outcome, Part, Prepare, Record, RecordFormat, RecordSpec, Renderer,
+    Role, Split, Stats, Tokenizer, Truncation,
 };
 use quantize::gguf::GgufFile;
 
@@ -489,4 +489,84 @@ fn held_out_files_leave_the_training_files() {
         error.starts_with(&format!("{}: ", missing.display())),
         "{error}"
     );
+}
+
+fn texts_of(records: impl Iterator<Item = datasets::Result<Record>>) -> Vec<String> {
+    records
+        .map(|record| match record.unwrap().example {
+            Example::Text(text) => text,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_split_by_fraction_divides_every_file_between_its_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..400)
+        .map(|index| format!(r#"{{"text": "record {index}"}}"#))
+        .collect();
+    let (first, second) = lines.split_at(150);
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    write_jsonl(dir.path(), "a.jsonl", &first);
+    write_jsonl(dir.path(), "b.jsonl", &second);
+    let source =
+        DataSource::open(&[dir.path().display().to_string()], RecordSpec::default()).unwrap();
+    let fraction = FractionSplit::new(0.25, 3).unwrap();
+    let split = Split::new(source.clone(), HeldOut::Fraction(fraction)).unwrap();
+    let train = texts_of(split.records(Part::Train));
+    let held_out = texts_of(split.records(Part::HeldOut));
+    assert_eq!(train.len() + held_out.len(), 400);
+    assert!((70..130).contains(&held_out.len()), "{}", held_out.len());
+    for text in &held_out {
+        assert_eq!(fraction.part(&Example::Text(text.clone())), Part::HeldOut);
+        assert!(!train.contains(text), "{text} is on both sides");
+    }
+    let mut all = [train.clone(), held_out].concat();
+    all.sort_by_key(|text| text[7..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..400).map(|index| format!("record {index}")).collect();
+    assert_eq!(all, expected, "every record on one side, none twice");
+    assert_eq!(split.source(Part::HeldOut).files(), source.files());
+    assert_eq!(
+        split.origin(Part::HeldOut),
+        format!("held-out part of {}", source.origin())
+    );
+}
+
+#[test]
+fn a_split_by_file_holds_those_files_out_of_the_training_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let train_dir = dir.path().join("shards");
+    std::fs::create_dir(&train_dir).unwrap();
+    write_jsonl(&train_dir, "a.jsonl", &[r#"{"text": "a"}"#]);
+    write_jsonl(&train_dir, "b.jsonl", &[r#"{"text": "b"}"#]);
+    write_jsonl(&train_dir, "test.jsonl", &[r#"{"text": "test"}"#]);
+    let source =
+        DataSource::open(&[train_dir.display().to_string()], RecordSpec::default()).unwrap();
+    let held_out = format!("{}/test*.jsonl", train_dir.display());
+    let split = Split::new(source.clone(), HeldOut::Files(vec![held_out.clone()])).unwrap();
+    assert_eq!(texts_of(split.records(Part::Train)), ["a", "b"]);
+    assert_eq!(texts_of(split.records(Part::HeldOut)), ["test"]);
+    assert_eq!(
+        split.source(Part::HeldOut).files(),
+        [train_dir.join("test.jsonl")]
+    );
+
+    let everything = format!("{}/*.jsonl", train_dir.display());
+    let error = Split::new(source.clone(), HeldOut::Files(vec![everything.clone()]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "invalid held-out files: {everything} hold(s) out every training file, \
+             leaving nothing to train on"
+        )
+    );
+    let missing = dir.path().join("missing.jsonl").display().to_string();
+    let error = Split::new(source, HeldOut::Files(vec![missing.clone()]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(error, format!("{missing}: no such file, directory or glob"));
 }

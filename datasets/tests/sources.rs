@@ -564,3 +564,44 @@ fn a_vanished_file_is_an_io_error_naming_it() {
     );
     assert!(message.contains("No such file"), "{message}");
 }
+
+/// A JSON Lines file is read a line at a time: records come out of a named
+/// pipe whose writer has not finished, as they would out of a file too large
+/// to hold in memory.
+#[cfg(unix)]
+#[test]
+fn json_lines_yield_records_before_the_file_ends() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stream.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            for index in 0..3 {
+                writeln!(file, r#"{{"text": "line {index}"}}"#).unwrap();
+            }
+            file.flush().unwrap();
+            // The file stays open, unfinished, until the reader has every line.
+            wait_done.recv().unwrap();
+        })
+    };
+    let source = DataSource::from_files(vec![fifo], spec(RecordFormat::Text));
+    let mut records = source.records();
+    for index in 0..3 {
+        assert_eq!(
+            records.next().unwrap().unwrap().example,
+            Example::Text(format!("line {index}"))
+        );
+    }
+    done.send(()).unwrap();
+    writer.join().unwrap();
+    assert!(records.next().is_none());
+}

@@ -109,6 +109,10 @@ impl DataSource {
         &self.files
     }
 
+    pub fn spec(&self) -> &RecordSpec {
+        &self.spec
+    }
+
     /// The files for messages: the one file, or the first and how many more.
     pub fn origin(&self) -> String {
         match self.files.as_slice() {

@@ -12,6 +12,7 @@ mod split;
 mod unicode;
 mod unicode_data;
 mod vocab;
+mod word_cache;
 
 use std::borrow::Cow;
 use std::path::Path;

@@ -10,6 +10,7 @@ use super::pre_tokenizer::PreTokenizer;
 use super::special::{Attr, EOG_TEXTS, Fragment, ROLE_TEXTS, SpecialTokens, partition};
 use super::split;
 use super::unicode::byte_encode;
+use super::word_cache::WordCache;
 use crate::error::{DatasetError, Result};
 
 /// A vocabulary's `tokenizer.ggml.*` metadata as plain data: what
@@ -53,6 +54,7 @@ enum Model {
     Bpe {
         pre: PreTokenizer,
         ranks: MergeRanks,
+        words: WordCache,
     },
     /// SentencePiece (`tokenizer.ggml.model = "llama"`): merges by token score
     /// over text whose spaces are `▁`, with `<0xXX>` byte fallback.
@@ -117,7 +119,8 @@ impl Model {
                     clean_spaces: pre.clean_spaces,
                 };
                 let ranks = MergeRanks::new(merges);
-                Ok((Self::Bpe { pre, ranks }, defaults))
+                let words = WordCache::default();
+                Ok((Self::Bpe { pre, ranks, words }, defaults))
             }
             "llama" => {
                 let defaults = Defaults {
@@ -324,8 +327,8 @@ impl Vocab {
                 }
                 Fragment::Text(text) => {
                     match &self.model {
-                        Model::Bpe { pre, ranks } => {
-                            self.tokenize_bpe(text, pre, ranks, &mut output)
+                        Model::Bpe { pre, ranks, words } => {
+                            self.tokenize_bpe(text, pre, ranks, words, &mut output)
                         }
                         Model::Spm => {
                             let prefix = if self.add_space_prefix && after_special {
@@ -352,28 +355,45 @@ impl Vocab {
         text: &str,
         pre: &PreTokenizer,
         ranks: &MergeRanks,
+        words: &WordCache,
         output: &mut Vec<u32>,
     ) {
         let chars: Vec<char> = text.chars().collect();
         let mut start = 0;
+        let mut word = String::new();
         for len in split::split(&chars, pre.splitters) {
-            let word: String = chars[start..start + len].iter().collect();
+            word.clear();
+            word.extend(&chars[start..start + len]);
             start += len;
-            let word = byte_encode(&word);
-            if pre.ignore_merges
-                && let Some(id) = self.token_id(&word)
-            {
-                output.push(id);
-                continue;
-            }
-            for piece in merge::bpe(&word, ranks) {
-                match self.token_id(piece) {
-                    Some(id) => output.push(id),
-                    // llama.cpp looks each byte of the piece up as a one-byte token;
-                    // only ASCII bytes can be one.
-                    None => output.extend(piece.bytes().filter(u8::is_ascii).filter_map(|byte| {
+            words.tokens(&word, output, |output| {
+                self.merge_bpe_word(&word, pre, ranks, output)
+            });
+        }
+    }
+
+    fn merge_bpe_word(
+        &self,
+        word: &str,
+        pre: &PreTokenizer,
+        ranks: &MergeRanks,
+        output: &mut Vec<u32>,
+    ) {
+        let word = byte_encode(word);
+        if pre.ignore_merges
+            && let Some(id) = self.token_id(&word)
+        {
+            output.push(id);
+            return;
+        }
+        for piece in merge::bpe(&word, ranks) {
+            match self.token_id(piece) {
+                Some(id) => output.push(id),
+                // llama.cpp looks each byte of the piece up as a one-byte token;
+                // only ASCII bytes can be one.
+                None => {
+                    output.extend(piece.bytes().filter(u8::is_ascii).filter_map(|byte| {
                         self.token_id(char::from(byte).encode_utf8(&mut [0; 4]))
-                    })),
+                    }))
                 }
             }
         }
