@@ -3,6 +3,7 @@
 
 mod data_cmd;
 mod eval_cmd;
+mod export_cmd;
 mod generate_cmd;
 mod logits_cmd;
 mod quantize_cmd;
@@ -58,6 +59,8 @@ enum Command {
     Logits(logits_cmd::LogitsArgs),
     /// Generate text greedily from a prompt; with --chat, as the reply to a user message.
     Generate(generate_cmd::GenerateArgs),
+    /// Export a model to GGUF (with an Ollama Modelfile) or to a Hugging Face safetensors directory.
+    Export(export_cmd::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Logits(args) => logits_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Export(args) => export_cmd::run(args),
     }
 }
 

@@ -16,5 +16,5 @@ fn help_lists_only_working_commands() {
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     commands.sort_unstable();
-    assert_eq!(commands, ["data", "eval", "generate", "help", "inspect", "logits", "quantize", "tokenize"], "{help}");
+    assert_eq!(commands, ["data", "eval", "export", "generate", "help", "inspect", "logits", "quantize", "tokenize"], "{help}");
 }
