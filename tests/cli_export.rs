@@ -22,7 +22,7 @@ fn python() -> PathBuf {
     let python = std::env::var_os("DECANT_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
         panic!(
             "DECANT_PYTHON is not set: run `bash tools/setup-python.sh --with-llama` and \
-             export DECANT_PYTHON=~/.cache/decant/venv/bin/python (tools/test.sh does both)"
+             export DECANT_PYTHON=~/.cache/decant/venv/bin/python (tools/test.sh is meant to do both)"
         )
     });
     assert!(python.is_file(), "DECANT_PYTHON={} is not a file", python.display());
