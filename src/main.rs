@@ -3,6 +3,7 @@
 
 mod data_cmd;
 mod eval_cmd;
+mod export_cmd;
 mod generate_cmd;
 mod imatrix_cmd;
 mod logits_cmd;
@@ -65,6 +66,8 @@ enum Command {
     Recipe(recipe_cmd::RecipeCommand),
     /// Compute an importance matrix over a calibration text for `quantize --imatrix`, as llama-imatrix does.
     Imatrix(imatrix_cmd::ImatrixArgs),
+    /// Export a model to GGUF (with an Ollama Modelfile) or to a Hugging Face safetensors directory.
+    Export(export_cmd::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate_cmd::run(args),
         Command::Recipe(command) => recipe_cmd::run(command),
         Command::Imatrix(args) => imatrix_cmd::run(args),
+        Command::Export(args) => export_cmd::run(args),
     }
 }
 

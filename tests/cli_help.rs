@@ -18,7 +18,10 @@ fn help_lists_only_working_commands() {
     commands.sort_unstable();
     assert_eq!(
         commands,
-        ["data", "eval", "generate", "help", "imatrix", "inspect", "logits", "quantize", "recipe", "tokenize"],
+        [
+            "data", "eval", "export", "generate", "help", "imatrix", "inspect", "logits",
+            "quantize", "recipe", "tokenize"
+        ],
         "{help}"
     );
 }
