@@ -49,10 +49,13 @@ impl AtomicFile {
         prefix.push(".");
         // The same directory, so the final rename never crosses file systems; the
         // random part keeps concurrent writers and leftovers of crashed ones apart.
-        let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".tmp")
-            .tempfile_in(parent_dir(&path))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // A temporary file is private (0600) by default; the finished file gets
+        // the mode `File::create` would give it, the umask applied.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let tmp = builder.tempfile_in(parent_dir(&path))?;
         Ok(AtomicFile { path, file: BufWriter::with_capacity(1 << 20, tmp) })
     }
 }
@@ -91,5 +94,24 @@ impl Sink for AtomicFile {
         #[cfg(unix)]
         std::fs::File::open(parent_dir(&self.path))?.sync_all()?;
         Ok(self.path)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn finished_files_get_the_mode_of_a_created_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let mut atomic = AtomicFile::create(dir.path().join("atomic.gguf")).unwrap();
+        atomic.write_all(b"GGUF").unwrap();
+        let done = atomic.complete().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&done), mode(&plain));
     }
 }
