@@ -11,5 +11,6 @@ DECANT_LLAMACPP_VOCABS="$(bash tools/fetch-llamacpp-vocabs.sh)"
 export DECANT_LLAMACPP_VOCABS
 DECANT_PYTHON="$(bash tools/setup-python.sh --with-llama)/bin/python"
 export DECANT_PYTHON
-cargo nextest run --workspace --no-fail-fast "$@"
+# Doc tests first: nextest's summary is then the run's closing line.
 cargo test --workspace --doc
+cargo nextest run --workspace --no-fail-fast "$@"
