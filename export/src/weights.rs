@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use train::Transformer;
 use train::config::ModelConfig;
-use train::import::{LayerWeight, Weight};
+use train::import::{LayerWeight, Weight, transpose};
 
 use crate::error::ExportError;
 
@@ -164,22 +164,6 @@ fn norm<B: Backend>(norm: &RmsNorm<B>, weight: Weight) -> Result<Vec<f32>, Expor
 fn projection<B: Backend>(linear: &Linear<B>, weight: Weight) -> Result<Vec<f32>, ExportError> {
     let [d_in, d_out] = linear.weight.val().dims();
     Ok(transpose(&host(&linear.weight, weight)?, d_in, d_out))
-}
-
-/// `[rows, cols]` → `[cols, rows]`, row-major, in tiles that stay in cache.
-fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    let mut out = vec![0.0; data.len()];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    out[c * rows + r] = data[r * cols + c];
-                }
-            }
-        }
-    }
-    out
 }
 
 /// llama.cpp's converter permutation for Llama and Mistral Q/K weights

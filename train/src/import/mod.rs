@@ -241,7 +241,9 @@ impl<S: WeightSource, B: Backend> Builder<'_, S, B> {
 }
 
 /// `[rows, cols]` → `[cols, rows]`, row-major, in tiles that stay in cache.
-fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// Burn's linear weights are `[in, out]`, checkpoints' `[out, in]`: import and
+/// export both turn one into the other.
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 32;
     let mut out = vec![0.0; data.len()];
     for r0 in (0..rows).step_by(TILE) {
