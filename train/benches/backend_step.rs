@@ -15,9 +15,6 @@
 //!
 //! The machine is shared, so the candidates take turns, one step each per round,
 //! and the best step of each counts; the load average is printed with them.
-//!
-//! Measured 2026-12-01 (2 cores, AVX-512, shared with other builds):
-//! see the report in the commit that added this file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

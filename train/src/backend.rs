@@ -9,10 +9,12 @@ use burn::tensor::backend::AutodiffBackend;
 
 /// The default CPU backend: Flex, Burn's pure-Rust CPU backend (SIMD, rayon
 /// threads, the `gemm` crate's matmul), with gemm's AVX-512 kernels compiled in by
-/// the default `x86-v4` feature (gemm picks them at run time, only on CPUs that
-/// have AVX-512). `benches/backend_step.rs` measured a training step of a 5M-
-/// parameter Llama on 2 threads against ndarray (with and without OpenBLAS) and
-/// Flex without AVX-512 kernels; the figures are in that file.
+/// the default `x86-v4` feature; gemm picks them at run time, only on CPUs that
+/// have AVX-512, so the feature is safe everywhere. Why Flex: it trained fastest
+/// of the CPU backends that build offline (DESIGN.md, a 7.4M-parameter Llama,
+/// 8 × 128 tokens, 2 threads: Flex + x86-v4 1,770 tok/s, Flex 1,470, ndarray +
+/// OpenBLAS 1,410, ndarray 1,290). `benches/backend_step.rs` measures the same
+/// four candidates on the Burn version in use.
 pub type CpuBackend = burn::backend::Flex;
 
 #[cfg(feature = "wgpu")]

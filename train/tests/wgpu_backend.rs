@@ -79,7 +79,7 @@ impl<B: Backend, I: Iterator<Item = TensorData>> ModuleMapper<B> for Place<I> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let values = self.0.next().expect("as many values as parameters");
         param.map(|tensor| {
-            assert_eq!(values.shape, tensor.shape().dims, "parameter shapes match");
+            assert_eq!(values.shape, tensor.shape(), "parameter shapes match");
             Tensor::from_data(values, &tensor.device()).require_grad()
         })
     }
