@@ -4,8 +4,17 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The default CPU backend. Flex is Burn's pure-Rust CPU backend with SIMD and
-/// threads; on this machine class it trains faster than ndarray (see DESIGN.md).
+use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
+
+/// The default CPU backend: Flex, Burn's pure-Rust CPU backend (SIMD, rayon
+/// threads, the `gemm` crate's matmul), with gemm's AVX-512 kernels compiled in by
+/// the default `x86-v4` feature; gemm picks them at run time, only on CPUs that
+/// have AVX-512, so the feature is safe everywhere. Why Flex: it trained fastest
+/// of the CPU backends that build offline (DESIGN.md, a 7.4M-parameter Llama,
+/// 8 × 128 tokens, 2 threads: Flex + x86-v4 1,770 tok/s, Flex 1,470, ndarray +
+/// OpenBLAS 1,410, ndarray 1,290). `benches/backend_step.rs` measures the same
+/// four candidates on the Burn version in use.
 pub type CpuBackend = burn::backend::Flex;
 
 #[cfg(feature = "wgpu")]
@@ -13,6 +22,33 @@ pub type WgpuBackend = burn::backend::Wgpu;
 
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda;
+
+/// A computation generic over the backend it trains on, which [`dispatch`] runs on
+/// the backend a [`BackendKind`] names. Commands parse `--backend` once and hand
+/// their whole body over, so each backend is monomorphized once, not per call.
+pub trait BackendFn {
+    type Output;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `f` on `kind`'s backend and its default device (the first GPU for wgpu
+/// and cuda; `CUBECL_WGPU_DEFAULT_DEVICE` overrides the wgpu choice, e.g. `Cpu`
+/// for lavapipe on a machine that also has a GPU). Only the arms of compiled-in
+/// backends exist; the others refuse, as parsing the name does.
+pub fn dispatch<F: BackendFn>(kind: BackendKind, f: F) -> Result<F::Output, BackendError> {
+    match kind {
+        BackendKind::Cpu => Ok(f.run::<Autodiff<CpuBackend>>(Default::default())),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => Ok(f.run::<Autodiff<WgpuBackend>>(Default::default())),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => Ok(f.run::<Autodiff<CudaBackend>>(Default::default())),
+        #[cfg(not(feature = "wgpu"))]
+        BackendKind::Wgpu => Err(BackendError::NotCompiledIn(kind)),
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => Err(BackendError::NotCompiledIn(kind)),
+    }
+}
 
 /// A backend named on the command line or in a recipe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -81,7 +117,6 @@ impl FromStr for BackendKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Autodiff;
     use burn::tensor::{Tensor, TensorData};
 
     #[test]
@@ -94,6 +129,49 @@ mod tests {
         if !cfg!(feature = "cuda") {
             let err = "cuda".parse::<BackendKind>().unwrap_err();
             assert!(err.to_string().contains("--features cuda"), "{err}");
+        }
+    }
+
+    /// A gradient step on `x² + y²` from a point, generic over the backend, that
+    /// also reports which backend it ran on.
+    struct DescendOnce {
+        point: [f32; 2],
+    }
+
+    impl BackendFn for DescendOnce {
+        type Output = (String, Vec<f32>);
+
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+            let x = Tensor::<B, 1>::from_data(TensorData::new(self.point.to_vec(), [2]), &device)
+                .require_grad();
+            let grads = x.clone().powi_scalar(2).sum().backward();
+            let step = x.grad(&grads).expect("x requires grad").mul_scalar(0.25);
+            let moved = x.inner() - step;
+            (
+                std::any::type_name::<B>().to_string(),
+                moved.into_data().to_vec::<f32>().unwrap(),
+            )
+        }
+    }
+
+    #[test]
+    fn dispatch_runs_generic_code_on_the_named_backend() {
+        let (backend, moved) = dispatch(BackendKind::Cpu, DescendOnce { point: [2.0, -4.0] })
+            .expect("the CPU backend is always compiled in");
+        assert_eq!(backend, std::any::type_name::<Autodiff<CpuBackend>>());
+        // x − 0.25 · 2x = x / 2
+        assert_eq!(moved, [1.0, -2.0]);
+    }
+
+    #[test]
+    fn dispatch_refuses_backends_not_compiled_in() {
+        for kind in BackendKind::ALL.into_iter().filter(|k| !k.is_compiled_in()) {
+            let err = dispatch(kind, DescendOnce { point: [0.0, 0.0] }).unwrap_err();
+            assert_eq!(err, BackendError::NotCompiledIn(kind));
+            assert!(
+                err.to_string().contains(&format!("--features {kind}")),
+                "{err}"
+            );
         }
     }
 
