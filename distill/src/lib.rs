@@ -2,6 +2,7 @@
 
 pub mod loss;
 pub mod objective;
+pub mod prune;
 
 pub use loss::{Divergence, DivergenceError};
 pub use objective::OnlineDistillation;

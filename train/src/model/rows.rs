@@ -73,6 +73,19 @@ impl<B: Backend> Transformer<B> {
         tokens: Tensor<B, 2, Int>,
         layout: RowLayout<'_>,
     ) -> Tensor<B, 3> {
+        self.hidden_states_rows_observed(tokens, layout, |_, _| {})
+    }
+
+    /// [`Self::hidden_states_rows`], handing `observe` the residual stream
+    /// entering each decoder layer `i` (`observe(i, x)`) and, as
+    /// `observe(num_layers, x)`, the one leaving the last: what layer-importance
+    /// ranking on calibration data measures.
+    pub fn hidden_states_rows_observed(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        layout: RowLayout<'_>,
+        mut observe: impl FnMut(usize, &Tensor<B, 3>),
+    ) -> Tensor<B, 3> {
         let device = tokens.device();
         let RowLayout { rows, seq, .. } = layout;
         assert_eq!(tokens.dims(), [rows, seq], "tokens match the layout");
@@ -95,7 +108,7 @@ impl<B: Backend> Transformer<B> {
             (tables, Some(Tensor::<B, 4, Bool>::from_data(mask, &device)))
         };
         let mut cache = self.new_cache();
-        let x = self.layers_forward(tokens, &tables, mask, &mut cache);
+        let x = self.layers_forward_observed(tokens, &tables, mask, &mut cache, &mut observe);
         self.norm.forward(x)
     }
 }

@@ -108,11 +108,26 @@ impl<B: Backend> Transformer<B> {
         mask: Option<Tensor<B, 4, Bool>>,
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 3> {
+        self.layers_forward_observed(tokens, rope, mask, cache, &mut |_, _| {})
+    }
+
+    /// [`Self::layers_forward`], handing `observe` the input of each layer and
+    /// then the last layer's output.
+    pub(super) fn layers_forward_observed(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        rope: &RopeTables<B>,
+        mask: Option<Tensor<B, 4, Bool>>,
+        cache: &mut KvCache<B>,
+        observe: &mut impl FnMut(usize, &Tensor<B, 3>),
+    ) -> Tensor<B, 3> {
         let seq = tokens.dims()[1];
         let mut x = self.embed_tokens.forward(tokens);
-        for (layer, layer_cache) in self.layers.iter().zip(cache.extend(seq)) {
+        for (i, (layer, layer_cache)) in self.layers.iter().zip(cache.extend(seq)).enumerate() {
+            observe(i, &x);
             x = layer.forward(x, rope, mask.clone(), layer_cache);
         }
+        observe(self.layers.len(), &x);
         x
     }
 
