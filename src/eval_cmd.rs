@@ -20,18 +20,21 @@ use train::eval::{
 pub struct EvalArgs {
     /// A .gguf file, a Hugging Face model directory, or hf://ORG/REPO[@REV].
     #[arg(long)]
-    model: String,
+    pub(crate) model: String,
     /// The text to evaluate on: a text file, or JSON Lines (.jsonl, .ndjson) whose
     /// records' `text` fields are joined by blank lines into one text.
     #[arg(long, value_name = "FILE")]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// The model to compare against for kld and top1 (e.g. the original of a
     /// quantized model); its tokenizer cuts the text, as llama-perplexity's
     /// --kl-divergence-base run does.
     #[arg(long, value_name = "MODEL")]
     teacher: Option<String>,
     /// Comma-separated metrics: ppl (perplexity; of the teacher too when given),
-    /// kld (KL divergence from the teacher), top1 (same top token as the teacher).
+    /// kld (KL divergence from the teacher), top1 (same top token as the teacher);
+    /// or exact alone: generate the last assistant turn of each chat example of a
+    /// JSON Lines file and score exact match (and JSON validity and per-field
+    /// match where the gold answer is a JSON object).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "ppl", value_parser = parse_metric)]
     metrics: Vec<Metric>,
     /// Tokens per chunk; the first half of each chunk is context, the second half is scored.
@@ -40,9 +43,15 @@ pub struct EvalArgs {
     /// Evaluate at most N chunks from the start of the data.
     #[arg(long, value_name = "N")]
     max_chunks: Option<NonZeroUsize>,
-    /// Print one JSON object with every figure.
+    /// exact: generate at most N tokens per answer.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub(crate) max_new_tokens: usize,
+    /// exact: evaluate at most N examples from the start of the data.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_examples: Option<usize>,
+    /// Print one JSON object with every figure (with exact, every prediction too).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,22 +59,32 @@ enum Metric {
     Perplexity,
     KlDivergence,
     SameTop,
+    Exact,
 }
 
-const SUPPORTED: &str = "supported: ppl, kld, top1";
+const SUPPORTED: &str = "supported: ppl, kld, top1, exact";
 
 fn parse_metric(name: &str) -> Result<Metric, String> {
     match name {
         "ppl" => Ok(Metric::Perplexity),
         "kld" => Ok(Metric::KlDivergence),
         "top1" => Ok(Metric::SameTop),
-        "exact" => Err(format!("metric '{name}' is not implemented yet; {SUPPORTED}")),
+        "exact" => Ok(Metric::Exact),
         _ => Err(format!("unknown metric '{name}'; {SUPPORTED}")),
     }
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let metrics = dedup(&args.metrics);
+    if metrics.contains(&Metric::Exact) {
+        if metrics.len() > 1 {
+            bail!(
+                "--metrics exact generates answers to chat examples, while ppl, kld and top1 score \
+                 a text: evaluate them in separate runs"
+            );
+        }
+        return crate::eval_task::run(&args);
+    }
     let needs_teacher = metrics.iter().any(|&m| m != Metric::Perplexity);
     let teacher = match (&args.teacher, needs_teacher) {
         (Some(teacher), _) => Some(model_arg::resolve(teacher)?),
@@ -141,6 +160,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                             100.0 * kl.same_top_error
                         ));
                     }
+                    Metric::Exact => unreachable!("exact is evaluated alone"),
                 }
             }
         }
@@ -320,11 +340,11 @@ mod tests {
         assert_eq!(parse_metric("ppl"), Ok(Metric::Perplexity));
         assert_eq!(parse_metric("kld"), Ok(Metric::KlDivergence));
         assert_eq!(parse_metric("top1"), Ok(Metric::SameTop));
-        assert!(parse_metric("exact").unwrap_err().contains("supported: ppl, kld, top1"));
+        assert_eq!(parse_metric("exact"), Ok(Metric::Exact));
         assert!(
             parse_metric("bleu")
                 .unwrap_err()
-                .contains("unknown metric 'bleu'")
+                .contains("unknown metric 'bleu'; supported: ppl, kld, top1, exact")
         );
         assert_eq!(
             dedup(&[Metric::Perplexity, Metric::Perplexity]),

@@ -5,6 +5,8 @@
 pub mod inspect;
 pub mod model_arg;
 pub mod recipe;
+pub mod stage;
+pub mod task_eval;
 pub mod tokenize;
 
 pub use quantize;

@@ -2,7 +2,9 @@
 //! with a message naming what and where), 2 usage error (clap's own).
 
 mod data_cmd;
+mod distill_cmd;
 mod eval_cmd;
+mod eval_task;
 mod export_cmd;
 mod generate_cmd;
 mod imatrix_cmd;
@@ -68,6 +70,8 @@ enum Command {
     Imatrix(imatrix_cmd::ImatrixArgs),
     /// Export a model to GGUF (with an Ollama Modelfile) or to a Hugging Face safetensors directory.
     Export(export_cmd::ExportArgs),
+    /// Run a recipe's distill stage: prune the teacher into a student and train it against the teacher.
+    Distill(distill_cmd::DistillArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Recipe(command) => recipe_cmd::run(command),
         Command::Imatrix(args) => imatrix_cmd::run(args),
         Command::Export(args) => export_cmd::run(args),
+        Command::Distill(args) => distill_cmd::run(args),
     }
 }
 

@@ -142,10 +142,7 @@ fn jsonl_records_and_chunk_limit_in_llama_perplexity_text() {
 
 #[test]
 fn unsupported_metrics_are_usage_errors_naming_the_supported_ones() {
-    for (metric, message) in [
-        ("exact", "metric 'exact' is not implemented yet"),
-        ("bleu", "unknown metric 'bleu'"),
-    ] {
+    for (metric, message) in [("bleu", "unknown metric 'bleu'")] {
         let out = decant(&[
             "eval",
             "--model",
@@ -274,4 +271,76 @@ fn kld_without_a_teacher_is_a_user_error() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--teacher"), "{}", stderr(&out));
+}
+
+/// The first `n` examples of the shipped extraction eval set.
+fn extraction_examples(dir: &std::path::Path, n: usize) -> (PathBuf, Vec<Value>) {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/eval.jsonl"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = shipped.lines().take(n).collect();
+    let path = dir.join("eval.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    (path, lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect())
+}
+
+#[test]
+fn exact_match_generates_each_answer_as_generate_chat_does_and_scores_it() {
+    let model = reference_model();
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, records) = extraction_examples(dir.path(), 3);
+    let out = decant(&[
+        "eval", "--model", model, "--data", data.to_str().unwrap(), "--metrics", "exact",
+        "--max-new-tokens", "48", "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let exact = &report["exact"];
+    assert_eq!(exact["examples"], 3);
+    assert_eq!(exact["json_examples"], 3);
+    let predictions = exact["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 3);
+    let mut hits = 0;
+    for (prediction, record) in predictions.iter().zip(&records) {
+        let messages = record["messages"].as_array().unwrap();
+        assert_eq!(prediction["gold"], messages[1]["content"]);
+        assert!(prediction["mean_logprob"].as_f64().unwrap() <= 0.0);
+        hits += usize::from(prediction["exact"].as_bool().unwrap());
+        // The same answer as `decant generate --chat` gives the user turn.
+        let generated = decant(&[
+            "generate", "--model", model, "--chat", "--prompt",
+            messages[0]["content"].as_str().unwrap(), "--max-tokens", "48", "--json",
+        ]);
+        assert!(generated.status.success(), "{}", stderr(&generated));
+        let generated: Value = serde_json::from_str(&stdout(&generated)).unwrap();
+        assert_eq!(prediction["prediction"], generated["text"]);
+    }
+    assert!((exact["exact_match"].as_f64().unwrap() - hits as f64 / 3.0).abs() < 1e-12);
+    let fields = exact["per_field"].as_object().unwrap();
+    let gold: Value = serde_json::from_str(
+        records[0]["messages"][1]["content"].as_str().unwrap(),
+    )
+    .unwrap();
+    for key in gold.as_object().unwrap().keys() {
+        assert!(fields.contains_key(key), "{key}");
+    }
+}
+
+#[test]
+fn exact_match_needs_conversations_and_runs_alone() {
+    let model = reference_model();
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.jsonl");
+    std::fs::write(&text, "{\"text\": \"no answer here\"}\n").unwrap();
+    let out = decant(&["eval", "--model", model, "--data", text.to_str().unwrap(), "--metrics", "exact"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:1", text.display())) && err.contains("plain text"), "{err}");
+
+    let out = decant(&["eval", "--model", model, "--data", text.to_str().unwrap(), "--metrics", "exact,ppl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("evaluate them in separate runs"), "{}", stderr(&out));
 }

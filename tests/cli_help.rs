@@ -19,7 +19,7 @@ fn help_lists_only_working_commands() {
     assert_eq!(
         commands,
         [
-            "data", "eval", "export", "generate", "help", "imatrix", "inspect", "logits",
+            "data", "distill", "eval", "export", "generate", "help", "imatrix", "inspect", "logits",
             "quantize", "recipe", "tokenize"
         ],
         "{help}"

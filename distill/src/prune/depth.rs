@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use datasets::Batch;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use train::config::ModelConfig;
 use train::optim::NamedTensor;
 use train::trainer::{layout, token_tensor};
@@ -18,7 +18,7 @@ use train::{Transformer, optim};
 use super::PruneError;
 
 /// Block Influence of every layer, measured over `tokens` calibration tokens.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerImportance {
     pub influence: Vec<f64>,
     pub tokens: u64,

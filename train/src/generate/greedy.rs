@@ -35,6 +35,9 @@ pub struct Generation {
     /// The generated token ids; an end-of-generation token that stopped the
     /// run is not among them but in [`StopReason::EndOfGeneration`].
     pub tokens: Vec<u32>,
+    /// The natural log-probability of each chosen token, the stopping one
+    /// included: a model's confidence in its answer.
+    pub logprobs: Vec<f32>,
     pub stop: StopReason,
     /// The forward pass over the prompt, which yields the first new token.
     pub prompt_time: Duration,
@@ -58,6 +61,7 @@ pub fn generate_greedy<B: Backend>(
     model.check_input(prompt)?;
     let mut generation = Generation {
         tokens: Vec::new(),
+        logprobs: Vec::new(),
         stop: StopReason::MaxTokens,
         prompt_time: Duration::ZERO,
         decode_time: Duration::ZERO,
@@ -68,18 +72,24 @@ pub fn generate_greedy<B: Backend>(
     }
     let mut cache = model.new_cache();
     let mut next_token = |ids: &[u32]| {
-        let logits = model.forward_with_cache(model.token_tensor(ids), &mut cache, LogitsFor::Last);
-        argmax(&host_f32(logits))
+        let logits = host_f32(model.forward_with_cache(
+            model.token_tensor(ids),
+            &mut cache,
+            LogitsFor::Last,
+        ));
+        let best = argmax(&logits);
+        (best, log_softmax_at(&logits, best as usize))
     };
 
     let started = Instant::now();
-    let mut token = next_token(prompt);
+    let (mut token, mut logprob) = next_token(prompt);
     generation.prompt_time = started.elapsed();
     let started = Instant::now();
     // The position `token` takes once it is fed back.
     let mut position = prompt.len();
     loop {
         on_token(token);
+        generation.logprobs.push(logprob);
         if is_eog(token) {
             generation.stop = StopReason::EndOfGeneration(token);
             break;
@@ -92,12 +102,19 @@ pub fn generate_greedy<B: Backend>(
             generation.stop = StopReason::ContextFull;
             break;
         }
-        token = next_token(&[token]);
+        (token, logprob) = next_token(&[token]);
         position += 1;
         generation.decode_steps += 1;
     }
     generation.decode_time = started.elapsed();
     Ok(generation)
+}
+
+/// `ln softmax(logits)[index]`, in f64 so that a 150k vocabulary sums exactly enough.
+fn log_softmax_at(logits: &[f32], index: usize) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&v| f64::from(v - max).exp()).sum();
+    (f64::from(logits[index] - max) - sum.ln()) as f32
 }
 
 /// The index of the first largest value.

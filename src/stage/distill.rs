@@ -1,0 +1,441 @@
+//! The distill stage: the student made from the teacher, trained against the
+//! teacher's distribution (or on the labels alone without `[distill]`) through
+//! the training core, and written out as a Hugging Face directory.
+//!
+//! Its directory holds `checkpoints/` and `metrics.jsonl` while it runs,
+//! `inputs.json` (what the stage was started with, so that a resume with other
+//! inputs is refused), and, when complete, `student/` and last `stage.json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use datasets::{LoaderConfig, Order, Part, Shard};
+use distill::{Divergence, OnlineDistillation};
+use export::{DatasetRef, Dtype, ExportMetadata, HfOptions, ModelRef};
+use quantize::gguf::{AtomicFile, Sink};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use train::backend::{BackendFn, BackendKind, dispatch};
+use train::optim::{AdamWConfig, ScheduleKind};
+use train::trainer::{
+    CrossEntropy, Objective, Quiet, TrainConfig, TrainData, TrainProgress,
+    TrainSummary, Trainer,
+};
+
+use super::student::{self, Lineage};
+use super::{StageError, data, source};
+use crate::model_arg::{self, ModelSource};
+use crate::recipe::distill::{Loss, TeacherMode};
+use crate::recipe::train::{Dtype as TrainDtype, Optimizer, Schedule};
+use crate::recipe::{Recipe, Train};
+
+const INPUTS_FILE: &str = "inputs.json";
+const REPORT_FILE: &str = "stage.json";
+const STUDENT_DIR: &str = "student";
+
+/// One run of the stage.
+pub struct DistillStage<'a> {
+    pub recipe: &'a Recipe,
+    /// The stage's own directory (`RUN_DIR/distill`).
+    pub dir: PathBuf,
+    /// Continue from the newest checkpoint instead of refusing a started stage.
+    pub resume: bool,
+    pub backend: BackendKind,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What the stage did, as `stage.json` and `--json` give it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DistillReport {
+    /// The trained student, a Hugging Face directory.
+    pub student: PathBuf,
+    pub teacher: Option<PathBuf>,
+    /// The hash of everything the stage read: recipe sections, teacher
+    /// weights, tokenized data.
+    pub inputs: String,
+    pub objective: String,
+    pub student_layers: Option<Vec<usize>>,
+    pub layer_influence: Option<Vec<f64>>,
+    pub parameters: u64,
+    pub examples: u64,
+    pub steps: u64,
+    pub last_loss: f64,
+    pub elapsed_s: f64,
+    pub metrics: PathBuf,
+    /// This call found the stage complete and did nothing.
+    #[serde(default)]
+    pub reused: bool,
+}
+
+impl DistillStage<'_> {
+    pub fn run(self) -> Result<DistillReport, StageError> {
+        check_supported(self.recipe)?;
+        let backend = self.backend;
+        dispatch(backend, Job { stage: self })?
+    }
+}
+
+struct Job<'a> {
+    stage: DistillStage<'a>,
+}
+
+impl BackendFn for Job<'_> {
+    type Output = Result<DistillReport, StageError>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let Job { stage } = self;
+        let started = Instant::now();
+        let recipe = stage.recipe;
+        let teacher_source = recipe
+            .teacher
+            .as_ref()
+            .map(|t| model_arg::resolve(&t.model.argument()))
+            .transpose()?;
+        let vocab_source = match (&teacher_source, &recipe.student.init) {
+            (Some(teacher), _) => teacher.clone(),
+            (None, crate::recipe::student::StudentInit::Model { model }) => {
+                model_arg::resolve(&model.argument())?
+            }
+            (None, _) => unreachable!("check_supported requires a teacher to prune"),
+        };
+        let tokenizer = source::tokenizer(&vocab_source)?;
+        let template = source::chat_template(&vocab_source)?;
+        let prepared = data::prepare(&recipe.data, Part::Train, &tokenizer, template.as_ref())?;
+        let documents = Arc::new(prepared.documents);
+        let inputs = inputs_hash(recipe, teacher_source.as_ref(), documents.fingerprint())?;
+
+        if let Some(report) = completed(&stage.dir, &inputs)? {
+            return Ok(report);
+        }
+        let inputs_path = stage.dir.join(INPUTS_FILE);
+        let checkpoints = stage.dir.join("checkpoints");
+        let started_before = inputs_path.is_file();
+        if started_before {
+            let saved: serde_json::Value = read_json(&inputs_path)?;
+            if saved["inputs"] != json!(inputs) {
+                return Err(StageError::RunDir {
+                    path: stage.dir.clone(),
+                    message: "was started with other inputs (recipe, teacher or data changed); \
+                              use another --out or remove it"
+                        .to_owned(),
+                });
+            }
+            if !stage.resume {
+                return Err(StageError::RunDir {
+                    path: stage.dir.clone(),
+                    message: "holds an unfinished distill stage; continue it with --resume, or \
+                              use another --out"
+                        .to_owned(),
+                });
+            }
+        }
+
+        let teacher = teacher_source
+            .as_ref()
+            .map(|s| train::load_model::<B::InnerBackend>(s.path(), &device))
+            .transpose()?;
+        let config = train_config(&recipe.train)?;
+        let train_data = TrainData {
+            documents: Arc::clone(&documents),
+            loader: LoaderConfig {
+                batch_size: recipe.train.batch_size as usize,
+                seq_len: recipe.data.max_length as usize,
+                packing: recipe.data.packing,
+                order: Order {
+                    shuffle: true,
+                    seed: recipe.train.seed,
+                    shard: Shard::SINGLE,
+                },
+                pad_token: 0,
+                epochs: None,
+            },
+        };
+        let resuming = started_before && checkpoints.is_dir() && has_checkpoint(&checkpoints)?;
+        let (mut trainer, lineage) = if resuming {
+            let lineage: Lineage = serde_json::from_value(read_json::<serde_json::Value>(&inputs_path)?["lineage"].clone())
+                .map_err(|e| StageError::RunDir { path: inputs_path.clone(), message: e.to_string() })?;
+            (Trainer::<B>::resume(config.clone(), train_data, &stage.dir, &device)?, lineage)
+        } else {
+            let (student, lineage) = student::init::<B::InnerBackend, B>(
+                &recipe.student.init,
+                teacher.as_ref(),
+                &documents,
+                recipe.train.seed,
+                &device,
+            )?;
+            if let Some(teacher_source) = &teacher_source
+                && !recipe.student.init.prunes_teacher()
+            {
+                let student_source = student_source(recipe)?;
+                let student_tokenizer = source::tokenizer(&student_source)?;
+                let shared = student.config.vocab_size.min(
+                    teacher.as_ref().map_or(usize::MAX, |t| t.config.vocab_size),
+                );
+                source::same_tokenizer(
+                    (teacher_source, &tokenizer),
+                    (&student_source, &student_tokenizer),
+                    shared,
+                )?;
+            }
+            write_json(
+                &inputs_path,
+                &json!({ "inputs": inputs, "lineage": lineage }),
+            )?;
+            (Trainer::start(config.clone(), student, train_data, &stage.dir)?, lineage)
+        };
+
+        let objective_name;
+        let summary = match (&recipe.distill, teacher) {
+            (Some(distill), Some(teacher)) => {
+                let divergence = divergence(distill.loss);
+                objective_name = format!("{} (alpha {})", loss_name(distill.loss), distill.alpha);
+                let mut objective = OnlineDistillation::<B>::new(
+                    teacher,
+                    divergence,
+                    distill.temperature,
+                    distill.alpha,
+                )?;
+                train(&mut trainer, &mut objective, &config, stage.progress)?
+            }
+            _ => {
+                objective_name = "cross_entropy".to_owned();
+                train(&mut trainer, &mut CrossEntropy, &config, stage.progress)?
+            }
+        };
+
+        let model = trainer.model().valid();
+        let vocab = source::vocabulary(&vocab_source, model.config.vocab_size)?;
+        let metadata = ExportMetadata {
+            name: recipe.export.name.clone(),
+            base_models: teacher_source
+                .iter()
+                .map(|s| ModelRef { name: name_of(s), ..ModelRef::default() })
+                .collect(),
+            datasets: prepared
+                .files
+                .iter()
+                .map(|f| DatasetRef { name: f.display().to_string(), repo_url: None })
+                .collect(),
+            ..ExportMetadata::default()
+        };
+        let student_dir = stage.dir.join(STUDENT_DIR);
+        if student_dir.exists() {
+            std::fs::remove_dir_all(&student_dir).map_err(|e| StageError::io(&student_dir, e))?;
+        }
+        let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
+        export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
+        let report = DistillReport {
+            student: student_dir,
+            teacher: teacher_source.map(|s| s.path().to_owned()),
+            inputs,
+            objective: objective_name,
+            student_layers: lineage.layers,
+            layer_influence: lineage.importance.map(|i| i.influence),
+            parameters: burn::module::Module::num_params(&model) as u64,
+            examples: prepared.stats.kept as u64,
+            steps: summary.steps,
+            last_loss: summary.last_loss,
+            elapsed_s: started.elapsed().as_secs_f64(),
+            metrics: stage.dir.join("metrics.jsonl"),
+            reused: false,
+        };
+        write_json(&stage.dir.join(REPORT_FILE), &report)?;
+        Ok(report)
+    }
+}
+
+fn train<B: AutodiffBackend>(
+    trainer: &mut Trainer<B>,
+    objective: &mut impl Objective<B>,
+    config: &TrainConfig,
+    progress: bool,
+) -> Result<TrainSummary, StageError> {
+    let summary = if progress {
+        let mut bar = TrainProgress::new("distill", config.steps, trainer.step());
+        let summary = trainer.run(objective, &mut bar, None);
+        bar.finish();
+        summary
+    } else {
+        trainer.run(objective, &mut Quiet, None)
+    }?;
+    Ok(summary)
+}
+
+/// Recipe combinations the stage cannot run yet, refused before any work.
+fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
+    let fail = |m: &str| Err(StageError::Unsupported(m.to_owned()));
+    if recipe.teacher.is_none() && recipe.student.init.prunes_teacher() {
+        return fail("[student.init]: pruning starts from the teacher's weights; add a [teacher] section");
+    }
+    if let Some(distill) = &recipe.distill {
+        if distill.teacher == TeacherMode::Cached {
+            return fail("[distill] teacher = \"cached\": the cached-teacher stage is not available yet; use teacher = \"online\"");
+        }
+        if distill.hidden.is_some() {
+            return fail("[distill.hidden]: hidden-state alignment is not available yet; remove the section");
+        }
+        if distill.on_policy.is_some() {
+            return fail("[distill.on_policy]: on-policy distillation is not available yet; remove the section");
+        }
+        if distill.top_k.is_some() {
+            return fail("[distill] top_k: the online teacher uses its whole distribution; top-k applies to a cached teacher, which is not available yet");
+        }
+    }
+    if recipe.train.dtype == TrainDtype::Bf16 {
+        return fail("[train] dtype = \"bf16\": training in bf16 is not available yet; use dtype = \"f32\"");
+    }
+    if recipe.train.devices > 1 {
+        return fail("[train] devices: data-parallel training is not available yet; use devices = 1");
+    }
+    if recipe.train.schedule == Schedule::Linear && recipe.train.min_lr > 0.0 {
+        return fail("[train] min_lr: the linear schedule decays to 0; set min_lr = 0 or use schedule = \"cosine\"");
+    }
+    Ok(())
+}
+
+pub fn train_config(train: &Train) -> Result<TrainConfig, StageError> {
+    let Optimizer::Adamw { betas, eps, weight_decay } = train.optimizer;
+    let schedule = match train.schedule {
+        Schedule::Constant => ScheduleKind::Constant,
+        Schedule::Linear => ScheduleKind::Linear,
+        Schedule::Cosine => ScheduleKind::Cosine { min_lr_ratio: train.min_lr / train.lr },
+    };
+    let config = TrainConfig {
+        steps: train.steps,
+        grad_accum: train.grad_accum,
+        lr: train.lr,
+        schedule,
+        warmup_steps: train.warmup_steps,
+        optimizer: AdamWConfig { beta1: betas[0], beta2: betas[1], eps, weight_decay },
+        clip_norm: train.clip_norm,
+        seed: train.seed,
+        checkpoint_every: train.checkpoint_every,
+        keep_checkpoints: train.keep_checkpoints as usize,
+        freeze: train.freeze.clone(),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn divergence(loss: Loss) -> Divergence {
+    match loss {
+        Loss::ForwardKl => Divergence::ForwardKl,
+        Loss::ReverseKl => Divergence::ReverseKl,
+        Loss::Jsd { beta } => Divergence::Jsd { beta },
+        Loss::SkewKl { alpha } => Divergence::SkewForwardKl { alpha },
+        Loss::Tv => Divergence::TotalVariation,
+    }
+}
+
+fn loss_name(loss: Loss) -> String {
+    match loss {
+        Loss::ForwardKl => "forward_kl".to_owned(),
+        Loss::ReverseKl => "reverse_kl".to_owned(),
+        Loss::Jsd { beta } => format!("jsd (beta {beta})"),
+        Loss::SkewKl { alpha } => format!("skew_kl (alpha {alpha})"),
+        Loss::Tv => "tv".to_owned(),
+    }
+}
+
+fn student_source(recipe: &Recipe) -> Result<ModelSource, StageError> {
+    match &recipe.student.init {
+        crate::recipe::student::StudentInit::Model { model } => Ok(model_arg::resolve(&model.argument())?),
+        _ => unreachable!("only an existing model is a student source of its own"),
+    }
+}
+
+fn name_of(source: &ModelSource) -> String {
+    let path = source.path();
+    let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
+    stem.map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// sha256 over the recipe sections this stage reads, the teacher's bytes and
+/// the tokenized data.
+fn inputs_hash(
+    recipe: &Recipe,
+    teacher: Option<&ModelSource>,
+    data_fingerprint: u64,
+) -> Result<String, StageError> {
+    let mut train = serde_json::to_value(&recipe.train).expect("serializable");
+    train.as_object_mut().expect("a table").remove("backend");
+    let sections = json!({
+        "teacher": recipe.teacher,
+        "student": recipe.student,
+        "data": recipe.data,
+        "distill": recipe.distill,
+        "train": train,
+        "data_fingerprint": data_fingerprint,
+    });
+    let mut hasher = Sha256::new();
+    hasher.update(sections.to_string().as_bytes());
+    if let Some(teacher) = teacher {
+        hash_path(&mut hasher, teacher.path())?;
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn hash_path(hasher: &mut Sha256, path: &Path) -> Result<(), StageError> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| StageError::io(path, e))?
+            .map(|entry| entry.map(|e| e.path()).map_err(|e| StageError::io(path, e)))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for entry in entries.iter().filter(|p| p.is_file()) {
+            hasher.update(entry.file_name().unwrap_or_default().as_encoded_bytes());
+            hash_path(hasher, entry)?;
+        }
+        return Ok(());
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
+    std::io::copy(&mut file, hasher).map_err(|e| StageError::io(path, e))?;
+    Ok(())
+}
+
+/// The report of a stage completed with these inputs, marked reused.
+fn completed(dir: &Path, inputs: &str) -> Result<Option<DistillReport>, StageError> {
+    let path = dir.join(REPORT_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let report: DistillReport = read_json(&path)?;
+    if report.inputs != inputs {
+        return Err(StageError::RunDir {
+            path: dir.to_owned(),
+            message: "holds a distill stage completed with other inputs (recipe, teacher or data \
+                      changed); use another --out or remove it"
+                .to_owned(),
+        });
+    }
+    Ok(Some(DistillReport { reused: true, ..report }))
+}
+
+fn has_checkpoint(dir: &Path) -> Result<bool, StageError> {
+    Ok(train::checkpoint::CheckpointDir::new(dir, 1).latest()?.is_some())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| StageError::RunDir {
+        path: path.to_owned(),
+        message: format!("is not what decant wrote: {e}"),
+    })
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StageError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
+    }
+    let text = serde_json::to_string_pretty(value).expect("serializable");
+    let mut file = AtomicFile::create(path).map_err(|e| StageError::io(path, e))?;
+    file.write_all(text.as_bytes()).map_err(|e| StageError::io(path, e))?;
+    file.complete().map_err(|e| StageError::io(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Pipeline stages: each reads a checked recipe, does one part of the run in
+//! its own directory and reports what it wrote.
+
+pub mod data;
+pub mod distill;
+mod error;
+pub mod source;
+pub mod student;
+
+pub use error::StageError;

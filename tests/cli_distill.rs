@@ -1,0 +1,212 @@
+//! `decant distill`: a recipe's distill stage on the reference teacher, end to
+//! end: pruning, online distillation, checkpoints, resumption and the student
+//! it writes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{decant, reference_model, stderr, stdout};
+use serde_json::Value;
+
+/// A recipe of `steps` steps for the reference teacher with `student` as its
+/// `[student.init]` body, on the first examples of the shipped extraction data.
+fn recipe(root: &Path, student: &str, steps: u64, extra: &str) -> PathBuf {
+    let data = root.join("train.jsonl");
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl"),
+    )
+    .expect("the shipped extraction data");
+    let lines: String = shipped.lines().take(24).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&data, lines).unwrap();
+    let text = format!(
+        r#"[teacher]
+model = "{teacher}"
+
+[student.init]
+{student}
+
+[data]
+train = "{data}"
+max_length = 256
+packing = true
+
+[distill]
+loss = {{ kind = "forward_kl" }}
+alpha = 0.5
+
+[train]
+lr = 1e-3
+schedule = "cosine"
+min_lr = 1e-4
+warmup_steps = 1
+steps = {steps}
+batch_size = 1
+checkpoint_every = 2
+keep_checkpoints = 2
+seed = 3
+{extra}
+[export]
+name = "tiny-student"
+"#,
+        teacher = reference_model().display(),
+        data = data.display(),
+    );
+    let path = root.join("recipe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn distill(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "distill",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    decant(&args)
+}
+
+fn losses(stage: &Path) -> Vec<f64> {
+    std::fs::read_to_string(stage.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect()
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn distill_prunes_the_teacher_trains_and_writes_a_student_the_other_commands_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(
+        dir.path(),
+        "kind = \"depth\"\nkeep = 2\ncalibration_samples = 8",
+        3,
+        "",
+    );
+    let run = dir.path().join("run");
+    let output = distill(&recipe, &run, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["steps"], 3);
+    assert_eq!(report["reused"], false);
+    assert_eq!(report["objective"], "forward_kl (alpha 0.5)");
+    let layers = report["student_layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    let influence = report["layer_influence"].as_array().unwrap();
+    assert_eq!(influence.len(), 30);
+    // The two kept layers are the two most influential.
+    let mut ranked: Vec<(f64, usize)> =
+        influence.iter().enumerate().map(|(i, v)| (v.as_f64().unwrap(), i)).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut top: Vec<usize> = ranked[..2].iter().map(|&(_, i)| i).collect();
+    top.sort_unstable();
+    let kept: Vec<usize> = layers.iter().map(|l| l.as_u64().unwrap() as usize).collect();
+    assert_eq!(kept, top);
+
+    let stage = run.join("distill");
+    let metrics: Vec<Value> = std::fs::read_to_string(stage.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 3);
+    for m in &metrics {
+        assert!(m["components"]["ce"].as_f64().unwrap().is_finite());
+        assert!(m["components"]["kd"].as_f64().unwrap().is_finite());
+    }
+
+    // The student is a Hugging Face directory every MODEL argument accepts.
+    let student = stage.join("student");
+    let inspect = decant(&[
+        "generate", "--model", student.to_str().unwrap(), "--prompt", "Invoice", "--max-tokens",
+        "3", "--json",
+    ]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+
+    // A finished stage is found complete and not redone.
+    let started = Instant::now();
+    let again = distill(&recipe, &run, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let again: Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["inputs"], report["inputs"]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// Killed with SIGKILL after its first checkpoint, the stage refuses to start
+/// over, and `--resume` finishes it with the uninterrupted run's losses and
+/// weights.
+#[test]
+fn a_killed_stage_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "kind = \"layers\"\nlayers = [0, 29]", 6, "");
+    let whole = dir.path().join("whole");
+    let output = distill(&recipe, &whole, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(["distill", recipe.to_str().unwrap(), "--out", killed.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = killed.join("distill/checkpoints/step-00000002");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !first.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first.exists(), "no checkpoint appeared");
+
+    let refused = distill(&recipe, &killed, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("--resume"), "{}", stderr(&refused));
+
+    let resumed = distill(&recipe, &killed, &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let (a, b) = (losses(&whole.join("distill")), losses(&killed.join("distill")));
+    assert_eq!(a.len(), 6);
+    assert_eq!(b.len(), 6);
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 1e-6, "step {}: {x} vs {y}", step + 1);
+    }
+    assert_eq!(
+        sha256(&whole.join("distill/student/model.safetensors")),
+        sha256(&killed.join("distill/student/model.safetensors"))
+    );
+}
+
+#[test]
+fn recipes_the_stage_cannot_run_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "kind = \"width\"\nffn = 256",
+            "",
+            "width pruning is not available yet",
+        ),
+        (
+            "kind = \"layers\"\nlayers = [0]",
+            "dtype = \"bf16\"\n",
+            "[train] dtype = \"bf16\"",
+        ),
+    ];
+    for (student, extra, expected) in cases {
+        let recipe = recipe(dir.path(), student, 2, extra);
+        let output = distill(&recipe, &dir.path().join("run"), &[]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+    }
+}
