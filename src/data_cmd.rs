@@ -1,14 +1,13 @@
 //! `decant data`: training data as a model sees it.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use datasets::{
-    AssistantTurns, ChatTemplate, Columns, DataSource, DatasetError, FractionSplit, HeldOut, Part,
+    AssistantTurns, Columns, DataSource, FractionSplit, HeldOut, Part,
     Prepare, RecordFormat, RecordSpec, Renderer, Split, Stats, Truncation,
 };
 use decant::model_arg::{self, ModelSource};
 use decant::tokenize;
 use indicatif::{ProgressBar, ProgressStyle};
-use quantize::gguf::GgufFile;
 use serde_json::json;
 
 #[derive(clap::Subcommand)]
@@ -103,7 +102,7 @@ fn stats(args: StatsArgs) -> Result<()> {
     let part = args.part.unwrap_or(Part::Train);
     let model = model_arg::resolve(&args.model)?;
     let tokenizer = tokenize::load_tokenizer(&model)?;
-    let template = load_template(&model)?;
+    let template = decant::stage::source::chat_template(&model)?;
     let renderer = Renderer::new(&tokenizer, template.as_ref(), args.train_on);
     let prepare = Prepare::new(renderer, args.max_length, args.truncation)?;
 
@@ -141,24 +140,6 @@ fn stats(args: StatsArgs) -> Result<()> {
         print!("{}", render_text(&origin, &model, &stats));
     }
     Ok(())
-}
-
-/// The model's chat template, or `None` for a model that has none: text data
-/// needs none, and a chat record then fails naming itself.
-fn load_template(model: &ModelSource) -> Result<Option<ChatTemplate>> {
-    let template = match model {
-        ModelSource::Gguf(path) => {
-            let file =
-                GgufFile::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-            ChatTemplate::from_gguf(&file)
-        }
-        ModelSource::HfDir(dir) => ChatTemplate::from_hf_dir(dir),
-    };
-    match template {
-        Ok(template) => Ok(Some(template)),
-        Err(DatasetError::MissingKey { .. }) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
 }
 
 fn percent(share: f64) -> String {

@@ -29,12 +29,13 @@ pub struct EvalArgs {
     /// quantized model); its tokenizer cuts the text, as llama-perplexity's
     /// --kl-divergence-base run does.
     #[arg(long, value_name = "MODEL")]
-    teacher: Option<String>,
+    pub(crate) teacher: Option<String>,
     /// Comma-separated metrics: ppl (perplexity; of the teacher too when given),
     /// kld (KL divergence from the teacher), top1 (same top token as the teacher);
-    /// or exact alone: generate the last assistant turn of each chat example of a
-    /// JSON Lines file and score exact match (and JSON validity and per-field
-    /// match where the gold answer is a JSON object).
+    /// or, on chat examples (a JSON Lines file): exact (generate the last assistant
+    /// turn and score exact match, and JSON validity and per-field match where the
+    /// gold answer is a JSON object) and draft (tokens per verification step when
+    /// the model drafts for --teacher in greedy speculative decoding, lengths 1-8).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "ppl", value_parser = parse_metric)]
     metrics: Vec<Metric>,
     /// Tokens per chunk; the first half of each chunk is context, the second half is scored.
@@ -55,14 +56,22 @@ pub struct EvalArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Metric {
+pub(crate) enum Metric {
     Perplexity,
     KlDivergence,
     SameTop,
     Exact,
+    Draft,
 }
 
-const SUPPORTED: &str = "supported: ppl, kld, top1, exact";
+impl Metric {
+    /// Whether the metric generates from chat examples rather than scoring a text.
+    pub(crate) fn reads_chat(self) -> bool {
+        matches!(self, Metric::Exact | Metric::Draft)
+    }
+}
+
+const SUPPORTED: &str = "supported: ppl, kld, top1, exact, draft";
 
 fn parse_metric(name: &str) -> Result<Metric, String> {
     match name {
@@ -70,20 +79,21 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         "kld" => Ok(Metric::KlDivergence),
         "top1" => Ok(Metric::SameTop),
         "exact" => Ok(Metric::Exact),
+        "draft" => Ok(Metric::Draft),
         _ => Err(format!("unknown metric '{name}'; {SUPPORTED}")),
     }
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let metrics = dedup(&args.metrics);
-    if metrics.contains(&Metric::Exact) {
-        if metrics.len() > 1 {
+    if metrics.iter().any(|m| m.reads_chat()) {
+        if !metrics.iter().all(|m| m.reads_chat()) {
             bail!(
-                "--metrics exact generates answers to chat examples, while ppl, kld and top1 score \
-                 a text: evaluate them in separate runs"
+                "--metrics exact and draft generate answers to chat examples, while ppl, kld and \
+                 top1 score a text: evaluate them in separate runs"
             );
         }
-        return crate::eval_task::run(&args);
+        return crate::eval_task::run(&args, &metrics);
     }
     let needs_teacher = metrics.iter().any(|&m| m != Metric::Perplexity);
     let teacher = match (&args.teacher, needs_teacher) {
@@ -160,7 +170,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                             100.0 * kl.same_top_error
                         ));
                     }
-                    Metric::Exact => unreachable!("exact is evaluated alone"),
+                    Metric::Exact | Metric::Draft => unreachable!("chat metrics are evaluated apart"),
                 }
             }
         }
@@ -341,10 +351,11 @@ mod tests {
         assert_eq!(parse_metric("kld"), Ok(Metric::KlDivergence));
         assert_eq!(parse_metric("top1"), Ok(Metric::SameTop));
         assert_eq!(parse_metric("exact"), Ok(Metric::Exact));
+        assert_eq!(parse_metric("draft"), Ok(Metric::Draft));
         assert!(
             parse_metric("bleu")
                 .unwrap_err()
-                .contains("unknown metric 'bleu'; supported: ppl, kld, top1, exact")
+                .contains("unknown metric 'bleu'; supported: ppl, kld, top1, exact, draft")
         );
         assert_eq!(
             dedup(&[Metric::Perplexity, Metric::Perplexity]),

@@ -8,7 +8,6 @@ use datasets::{ChatTemplate, EncodeOptions, Message, Role, Tokenizer};
 use decant::model_arg::{self, ModelSource};
 use decant::tokenize;
 use indicatif::{ProgressBar, ProgressStyle};
-use quantize::gguf::GgufFile;
 use serde_json::json;
 use train::CpuBackend;
 use train::generate::{Generation, StopReason, generate_greedy};
@@ -96,15 +95,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 }
 
 fn chat_template(source: &ModelSource) -> Result<ChatTemplate> {
-    let template = match source {
-        ModelSource::Gguf(path) => {
-            let file =
-                GgufFile::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-            ChatTemplate::from_gguf(&file)
-        }
-        ModelSource::HfDir(dir) => ChatTemplate::from_hf_dir(dir),
-    };
-    template.with_context(|| format!("--chat needs the chat template of {source}"))
+    decant::stage::source::chat_template(source)?
+        .with_context(|| format!("--chat needs the chat template of {source}, which has none"))
 }
 
 /// The prompt's ids as llama.cpp tokenizes a prompt: special-token texts read as

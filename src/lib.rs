@@ -3,6 +3,7 @@
 //! command implementations the `decant` binary dispatches to.
 
 pub mod inspect;
+pub mod label;
 pub mod model_arg;
 pub mod recipe;
 pub mod stage;

@@ -1,6 +1,7 @@
 //! The `decant` command line. Exit codes: 0 success, 1 user error (bad input,
 //! with a message naming what and where), 2 usage error (clap's own).
 
+mod cache_teacher_cmd;
 mod data_cmd;
 mod distill_cmd;
 mod eval_cmd;
@@ -8,6 +9,7 @@ mod eval_task;
 mod export_cmd;
 mod generate_cmd;
 mod imatrix_cmd;
+mod label_cmd;
 mod logits_cmd;
 mod quantize_cmd;
 mod recipe_cmd;
@@ -72,6 +74,10 @@ enum Command {
     Export(export_cmd::ExportArgs),
     /// Run a recipe's distill stage: prune the teacher into a student and train it against the teacher.
     Distill(distill_cmd::DistillArgs),
+    /// Answer a file of prompts with a teacher, writing conversations to train a student on.
+    Label(label_cmd::LabelArgs),
+    /// Store a teacher's top-k next-token distributions over a data set, for distillation without it.
+    CacheTeacher(cache_teacher_cmd::CacheTeacherArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +104,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Imatrix(args) => imatrix_cmd::run(args),
         Command::Export(args) => export_cmd::run(args),
         Command::Distill(args) => distill_cmd::run(args),
+        Command::Label(args) => label_cmd::run(args),
+        Command::CacheTeacher(args) => cache_teacher_cmd::run(args),
     }
 }
 

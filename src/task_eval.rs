@@ -10,7 +10,9 @@ use datasets::{ChatTemplate, EncodeOptions, Example, Record, Role, Tokenizer};
 use serde::Serialize;
 use serde_json::Value;
 use train::Transformer;
-use train::generate::generate_greedy;
+use train::eval::{DraftFigure, DraftTally, draft_matches};
+use train::generate::{StopReason, generate_greedy};
+use train::model::InputError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskEvalError {
@@ -55,21 +57,64 @@ pub struct TaskReport {
     pub predictions: Vec<Prediction>,
 }
 
+/// How chat examples become prompts and how long answers may grow.
+#[derive(Clone, Copy)]
+pub struct ChatTask<'a> {
+    pub tokenizer: &'a Tokenizer,
+    pub template: &'a ChatTemplate,
+    /// Tokens generated at most per answer.
+    pub max_new_tokens: usize,
+}
+
 /// Evaluates `model` on `records` (chat examples ending in the gold assistant
-/// turn), generating at most `max_new_tokens` per answer. `on_example` sees
+/// turn), generating at most `task.max_new_tokens` per answer. `on_example` sees
 /// each prediction as it is made.
 pub fn evaluate<B: Backend>(
     model: &Transformer<B>,
-    tokenizer: &Tokenizer,
-    template: &ChatTemplate,
+    task: &ChatTask<'_>,
     records: impl IntoIterator<Item = datasets::Result<Record>>,
     origin: &str,
-    max_new_tokens: usize,
     mut on_example: impl FnMut(&Prediction),
 ) -> Result<TaskReport, TaskEvalError> {
+    let ChatTask { tokenizer, template, max_new_tokens } = *task;
     let mut predictions = Vec::new();
     for record in records {
-        let record = record?;
+        let example = ChatExample::of(record?, tokenizer, template)?;
+        let (location, prompt) = (example.location, example.prompt);
+        let fail = |message: &str| TaskEvalError::Example {
+            location: location.clone(),
+            message: message.to_owned(),
+        };
+        let generation = generate_greedy(model, &prompt, max_new_tokens, |id| tokenizer.is_eog(id), |_| {})
+            .map_err(|e| fail(&e.to_string()))?;
+        let text = tokenizer.decode(&generation.tokens, false)?;
+        let mean_logprob = if generation.logprobs.is_empty() {
+            0.0
+        } else {
+            generation.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>()
+                / generation.logprobs.len() as f64
+        };
+        let prediction = score(location, &example.gold, text, mean_logprob, generation.tokens.len());
+        on_example(&prediction);
+        predictions.push(prediction);
+    }
+    if predictions.is_empty() {
+        return Err(TaskEvalError::Empty(origin.to_owned()));
+    }
+    Ok(summarize(predictions))
+}
+
+/// A chat example ready to generate from: the conversation before its last
+/// (gold) assistant turn, rendered with the generation prompt and tokenized
+/// as training renders it.
+struct ChatExample {
+    location: String,
+    prompt: Vec<u32>,
+    gold: String,
+}
+
+impl ChatExample {
+    fn of(record: Record, tokenizer: &Tokenizer, template: &ChatTemplate) -> Result<Self, TaskEvalError> {
         let location = record.location.to_string();
         let fail = |message: &str| TaskEvalError::Example {
             location: location.clone(),
@@ -93,23 +138,61 @@ pub fn evaluate<B: Backend>(
                 parse_special: true,
             },
         )?;
-        let generation = generate_greedy(model, &prompt, max_new_tokens, |id| tokenizer.is_eog(id), |_| {})
-            .map_err(|e| fail(&e.to_string()))?;
-        let text = tokenizer.decode(&generation.tokens, false)?;
-        let mean_logprob = if generation.logprobs.is_empty() {
-            0.0
-        } else {
-            generation.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>()
-                / generation.logprobs.len() as f64
-        };
-        let prediction = score(location, &gold.content, text, mean_logprob, generation.tokens.len());
-        on_example(&prediction);
-        predictions.push(prediction);
+        Ok(Self {
+            gold: gold.content.clone(),
+            location,
+            prompt,
+        })
     }
-    if predictions.is_empty() {
+}
+
+/// How well `draft` serves as `target`'s draft model in greedy speculative
+/// decoding, over `target`'s greedy answers (its end-of-generation token
+/// included) to the chat examples of `records`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DraftReport {
+    pub examples: usize,
+    /// Target tokens the figures are measured over.
+    pub tokens: u64,
+    pub draft_lengths: Vec<DraftFigure>,
+}
+
+pub fn draft<B: Backend>(
+    draft: &Transformer<B>,
+    target: &Transformer<B>,
+    task: &ChatTask<'_>,
+    records: impl IntoIterator<Item = datasets::Result<Record>>,
+    origin: &str,
+    mut on_example: impl FnMut(usize),
+) -> Result<DraftReport, TaskEvalError> {
+    let ChatTask { tokenizer, template, max_new_tokens } = *task;
+    let mut tally = DraftTally::default();
+    let mut examples = 0;
+    for record in records {
+        let example = ChatExample::of(record?, tokenizer, template)?;
+        let fail = |e: InputError| TaskEvalError::Example {
+            location: example.location.clone(),
+            message: e.to_string(),
+        };
+        let generation =
+            generate_greedy(target, &example.prompt, max_new_tokens, |id| tokenizer.is_eog(id), |_| {})
+                .map_err(fail)?;
+        let mut continuation = generation.tokens;
+        if let StopReason::EndOfGeneration(token) = generation.stop {
+            continuation.push(token);
+        }
+        tally.add(&draft_matches(draft, &example.prompt, &continuation).map_err(fail)?);
+        examples += 1;
+        on_example(examples);
+    }
+    if examples == 0 {
         return Err(TaskEvalError::Empty(origin.to_owned()));
     }
-    Ok(summarize(predictions))
+    Ok(DraftReport {
+        examples,
+        tokens: tally.tokens,
+        draft_lengths: tally.figures(),
+    })
 }
 
 /// Scores one answer against its gold text.

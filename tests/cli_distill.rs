@@ -14,6 +14,11 @@ use serde_json::Value;
 /// A recipe of `steps` steps for the reference teacher with `student` as its
 /// `[student.init]` body, on the first examples of the shipped extraction data.
 fn recipe(root: &Path, student: &str, steps: u64, extra: &str) -> PathBuf {
+    recipe_with(root, student, steps, extra, "")
+}
+
+/// [`recipe`] with more `[distill]` keys.
+fn recipe_with(root: &Path, student: &str, steps: u64, extra: &str, distill: &str) -> PathBuf {
     let data = root.join("train.jsonl");
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl"),
@@ -36,6 +41,7 @@ packing = true
 [distill]
 loss = {{ kind = "forward_kl" }}
 alpha = 0.5
+{distill}
 
 [train]
 lr = 1e-3
@@ -209,4 +215,35 @@ fn recipes_the_stage_cannot_run_are_refused_naming_the_key() {
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));
     }
+}
+
+/// A cached teacher: the stage writes the cache once (under 100 bytes per
+/// position at k = 64), trains from it, and a second run reuses both.
+#[test]
+fn a_cached_teacher_is_cached_once_and_trained_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe_with(
+        dir.path(),
+        "kind = \"layers\"\nlayers = [0, 29]",
+        2,
+        "",
+        "teacher = \"cached\"\ntop_k = 64",
+    );
+    let run = dir.path().join("run");
+    let output = distill(&recipe, &run, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["objective"], "forward_kl (alpha 0.5, cached top-64)");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("teacher-cache/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["k"], 64);
+    assert_eq!(manifest["documents"], 24);
+    let per_position = manifest["bytes_per_position"].as_f64().unwrap();
+    assert!(per_position < 100.0, "{per_position} bytes per position");
+    let metrics = losses(&run.join("distill"));
+    assert_eq!(metrics.len(), 2);
+    assert!(metrics.iter().all(|l| l.is_finite()));
+    let again = distill(&recipe, &run, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&again)).unwrap()["reused"], true);
 }

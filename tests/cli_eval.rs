@@ -344,3 +344,33 @@ fn exact_match_needs_conversations_and_runs_alone() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("evaluate them in separate runs"), "{}", stderr(&out));
 }
+
+/// The student drafting for itself accepts everything: k + 1 tokens per step
+/// (less where an answer ends mid-draft); against a pruned copy, fewer.
+#[test]
+fn draft_acceptance_of_the_teacher_as_its_own_draft_is_total() {
+    let model = reference_model();
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = extraction_examples(dir.path(), 2);
+    let out = decant(&[
+        "eval", "--model", model, "--teacher", model, "--data", data.to_str().unwrap(),
+        "--metrics", "draft", "--max-new-tokens", "24", "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let draft = &report["draft"];
+    assert_eq!(draft["examples"], 2);
+    let tokens = draft["tokens"].as_u64().unwrap();
+    assert!(tokens >= 2);
+    let lengths = draft["draft_lengths"].as_array().unwrap();
+    assert_eq!(lengths.len(), 8);
+    for figure in lengths {
+        assert_eq!(figure["acceptance_rate"], 1.0, "{figure}");
+    }
+    assert_eq!(lengths[0]["tokens_per_step"].as_f64().unwrap() >= 1.9, true, "{}", lengths[0]);
+
+    let out = decant(&["eval", "--model", model, "--data", data.to_str().unwrap(), "--metrics", "draft"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("pass --teacher MODEL"), "{}", stderr(&out));
+}

@@ -19,7 +19,7 @@ fn help_lists_only_working_commands() {
     assert_eq!(
         commands,
         [
-            "data", "distill", "eval", "export", "generate", "help", "imatrix", "inspect", "logits",
+            "cache-teacher", "data", "distill", "eval", "export", "generate", "help", "imatrix", "inspect", "label", "logits",
             "quantize", "recipe", "tokenize"
         ],
         "{help}"

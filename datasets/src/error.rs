@@ -8,6 +8,10 @@ use crate::source::Location;
 /// Errors from reading tokenizers, chat templates and datasets.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    /// A teacher cache (manifest or shard) that is not what decant writes.
+    #[error("{}: {message}", path.display())]
+    LogitCache { path: PathBuf, message: String },
+
     #[error("{origin}: missing `{key}` (expected {expected})")]
     MissingKey {
         origin: String,

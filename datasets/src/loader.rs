@@ -132,7 +132,7 @@ impl Iterator for Loader {
             ..
         } = self.config;
         let mut batch = Batch::new(seq_len);
-        let mut row: Vec<Document<'_>> = Vec::new();
+        let mut row: Vec<(u32, Document<'_>)> = Vec::new();
         while batch.rows < batch_size {
             row.clear();
             let mut used = 0;
@@ -142,7 +142,7 @@ impl Iterator for Loader {
                     break;
                 }
                 used += document.len();
-                row.push(document);
+                row.push((index as u32, document));
                 self.advance();
             }
             if row.is_empty() {

@@ -29,7 +29,14 @@ pub struct Batch {
     pub position_ids: Vec<u32>,
     /// Which document of the row the position belongs to, from 1; 0 on padding.
     pub document_ids: Vec<u32>,
+    /// The position's document as an index into the loader's documents;
+    /// [`PADDING_SOURCE`] on padding. Lets a stage look up what it stored
+    /// per document, such as a teacher cache's records.
+    pub sources: Vec<u32>,
 }
+
+/// [`Batch::sources`] on padding positions.
+pub const PADDING_SOURCE: u32 = u32::MAX;
 
 impl Batch {
     pub(crate) fn new(seq_len: usize) -> Self {
@@ -40,9 +47,10 @@ impl Batch {
     }
 
     /// Appends a row of `documents`, which fit in `seq_len` together, then padding.
-    pub(crate) fn push_row(&mut self, documents: &[Document<'_>], pad_token: u32) {
+    pub(crate) fn push_row(&mut self, documents: &[(u32, Document<'_>)], pad_token: u32) {
         let start = self.tokens.len();
-        for (document_id, document) in (1..).zip(documents) {
+        for (document_id, &(source, document)) in (1..).zip(documents) {
+            self.sources.extend(std::iter::repeat_n(source, document.len()));
             self.tokens.extend_from_slice(document.tokens);
             let next = document.tokens.iter().zip(document.trained).skip(1);
             for (&token, &trained) in next {
@@ -71,6 +79,7 @@ impl Batch {
         self.loss_mask.extend(std::iter::repeat_n(false, padding));
         self.position_ids.extend(std::iter::repeat_n(0, padding));
         self.document_ids.extend(std::iter::repeat_n(0, padding));
+        self.sources.extend(std::iter::repeat_n(PADDING_SOURCE, padding));
         self.rows += 1;
     }
 }

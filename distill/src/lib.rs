@@ -1,8 +1,11 @@
 //! Distillation: teacher runners, the loss family, students pruned from the teacher.
 
+pub mod cached;
 pub mod loss;
 pub mod objective;
 pub mod prune;
+pub mod teacher_cache;
 
 pub use loss::{Divergence, DivergenceError};
+pub use cached::CachedDistillation;
 pub use objective::OnlineDistillation;

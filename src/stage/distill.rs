@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use datasets::{LoaderConfig, Order, Part, Shard};
-use distill::{Divergence, OnlineDistillation};
+use distill::{CachedDistillation, Divergence, OnlineDistillation};
 use export::{DatasetRef, Dtype, ExportMetadata, HfOptions, ModelRef};
 use quantize::gguf::{AtomicFile, Sink};
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,8 @@ impl BackendFn for Job<'_> {
         let template = source::chat_template(&vocab_source)?;
         let prepared = data::prepare(&recipe.data, Part::Train, &tokenizer, template.as_ref())?;
         let documents = Arc::new(prepared.documents);
-        let inputs = inputs_hash(recipe, teacher_source.as_ref(), documents.fingerprint())?;
+        let teacher_sha256 = teacher_source.as_ref().map(|t| sha256_of(t.path())).transpose()?;
+        let inputs = inputs_hash(recipe, teacher_sha256.as_deref(), documents.fingerprint());
 
         if let Some(report) = completed(&stage.dir, &inputs)? {
             return Ok(report);
@@ -192,6 +193,23 @@ impl BackendFn for Job<'_> {
 
         let objective_name;
         let summary = match (&recipe.distill, teacher) {
+            (Some(distill), Some(teacher)) if distill.teacher == TeacherMode::Cached => {
+                let k = distill.top_k.expect("a checked recipe has top_k with a cached teacher") as usize;
+                let spec = super::teacher_cache::spec(
+                    k,
+                    teacher_sha256.clone().expect("a teacher was hashed"),
+                    super::teacher_cache::tokenizer_sha256(&tokenizer, teacher.config.vocab_size),
+                );
+                let cache_dir = stage.dir.parent().unwrap_or(Path::new(".")).join("teacher-cache");
+                let (cache, _, _) =
+                    super::teacher_cache::ensure(&teacher, &documents, spec, &cache_dir, stage.progress)?;
+                drop(teacher);
+                objective_name = format!("{} (alpha {}, cached top-{k})", loss_name(distill.loss), distill.alpha);
+                let mut objective =
+                    CachedDistillation::new(cache, Arc::clone(&documents), divergence(distill.loss), distill.alpha)
+                        .map_err(|e| StageError::Unsupported(e.to_string()))?;
+                train(&mut trainer, &mut objective, &config, stage.progress)?
+            }
             (Some(distill), Some(teacher)) => {
                 let divergence = divergence(distill.loss);
                 objective_name = format!("{} (alpha {})", loss_name(distill.loss), distill.alpha);
@@ -274,8 +292,8 @@ fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
         return fail("[student.init]: pruning starts from the teacher's weights; add a [teacher] section");
     }
     if let Some(distill) = &recipe.distill {
-        if distill.teacher == TeacherMode::Cached {
-            return fail("[distill] teacher = \"cached\": the cached-teacher stage is not available yet; use teacher = \"online\"");
+        if distill.teacher == TeacherMode::Cached && distill.temperature != 1.0 {
+            return fail("[distill] temperature: a cached teacher stores its distribution at temperature 1; set temperature = 1 or use teacher = \"online\"");
         }
         if distill.hidden.is_some() {
             return fail("[distill.hidden]: hidden-state alignment is not available yet; remove the section");
@@ -283,8 +301,8 @@ fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
         if distill.on_policy.is_some() {
             return fail("[distill.on_policy]: on-policy distillation is not available yet; remove the section");
         }
-        if distill.top_k.is_some() {
-            return fail("[distill] top_k: the online teacher uses its whole distribution; top-k applies to a cached teacher, which is not available yet");
+        if distill.teacher == TeacherMode::Online && distill.top_k.is_some() {
+            return fail("[distill] top_k: the online teacher uses its whole distribution; top_k applies to teacher = \"cached\"");
         }
     }
     if recipe.train.dtype == TrainDtype::Bf16 {
@@ -358,11 +376,7 @@ fn name_of(source: &ModelSource) -> String {
 
 /// sha256 over the recipe sections this stage reads, the teacher's bytes and
 /// the tokenized data.
-fn inputs_hash(
-    recipe: &Recipe,
-    teacher: Option<&ModelSource>,
-    data_fingerprint: u64,
-) -> Result<String, StageError> {
+fn inputs_hash(recipe: &Recipe, teacher_sha256: Option<&str>, data_fingerprint: u64) -> String {
     let mut train = serde_json::to_value(&recipe.train).expect("serializable");
     train.as_object_mut().expect("a table").remove("backend");
     let sections = json!({
@@ -375,9 +389,14 @@ fn inputs_hash(
     });
     let mut hasher = Sha256::new();
     hasher.update(sections.to_string().as_bytes());
-    if let Some(teacher) = teacher {
-        hash_path(&mut hasher, teacher.path())?;
-    }
+    hasher.update(teacher_sha256.unwrap_or_default().as_bytes());
+    format!("{:x}", hasher.finalize())
+}
+
+/// sha256 of a model file, or of a model directory's files in name order.
+pub fn sha256_of(path: &Path) -> Result<String, StageError> {
+    let mut hasher = Sha256::new();
+    hash_path(&mut hasher, path)?;
     Ok(format!("{:x}", hasher.finalize()))
 }
 

@@ -6,5 +6,6 @@ pub mod distill;
 mod error;
 pub mod source;
 pub mod student;
+pub mod teacher_cache;
 
 pub use error::StageError;

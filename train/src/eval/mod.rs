@@ -3,6 +3,7 @@
 mod kl_divergence;
 mod nll;
 mod perplexity;
+mod speculative;
 
 pub(crate) use nll::NllStats;
 pub use kl_divergence::{KlError, KlReport, kl_divergence};
@@ -11,3 +12,4 @@ pub use nll::token_nll;
 pub use perplexity::{
     ChunkScore, PerplexityError, PerplexityOptions, PerplexityReport, perplexity,
 };
+pub use speculative::{DraftFigure, DraftTally, MAX_DRAFT_LENGTH, draft_matches, verification_steps};

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
+use datasets::order::SplitMix64;
 
 use crate::model::{InputError, LogitsFor, Transformer, host_f32};
 
@@ -56,6 +57,29 @@ pub fn generate_greedy<B: Backend>(
     prompt: &[u32],
     max_tokens: usize,
     is_eog: impl Fn(u32) -> bool,
+    on_token: impl FnMut(u32),
+) -> Result<Generation, InputError> {
+    generate(model, prompt, max_tokens, Sampling::Greedy, is_eog, on_token)
+}
+
+/// How the next token is chosen from the model's logits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sampling {
+    /// The most likely token, the lowest id among equals.
+    Greedy,
+    /// A draw from `softmax(logits / temperature)` cut to the smallest set of
+    /// most likely tokens whose probability reaches `top_p` (nucleus sampling),
+    /// from a random stream fixed by `seed`.
+    Sample { temperature: f32, top_p: f32, seed: u64 },
+}
+
+/// [`generate_greedy`] with any [`Sampling`].
+pub fn generate<B: Backend>(
+    model: &Transformer<B>,
+    prompt: &[u32],
+    max_tokens: usize,
+    sampling: Sampling,
+    is_eog: impl Fn(u32) -> bool,
     mut on_token: impl FnMut(u32),
 ) -> Result<Generation, InputError> {
     model.check_input(prompt)?;
@@ -71,14 +95,23 @@ pub fn generate_greedy<B: Backend>(
         return Ok(generation);
     }
     let mut cache = model.new_cache();
+    let mut rng = SplitMix64::new(match sampling {
+        Sampling::Sample { seed, .. } => seed,
+        Sampling::Greedy => 0,
+    });
     let mut next_token = |ids: &[u32]| {
         let logits = host_f32(model.forward_with_cache(
             model.token_tensor(ids),
             &mut cache,
             LogitsFor::Last,
         ));
-        let best = argmax(&logits);
-        (best, log_softmax_at(&logits, best as usize))
+        let chosen = match sampling {
+            Sampling::Greedy => argmax(&logits),
+            Sampling::Sample { temperature, top_p, .. } => {
+                sample(&logits, temperature, top_p, &mut rng)
+            }
+        };
+        (chosen, log_softmax_at(&logits, chosen as usize))
     };
 
     let started = Instant::now();
@@ -110,6 +143,36 @@ pub fn generate_greedy<B: Backend>(
     Ok(generation)
 }
 
+/// A draw from the nucleus of `softmax(logits / temperature)`.
+fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut SplitMix64) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut ranked: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(id, &v)| (id as u32, (f64::from(v - max) / f64::from(temperature)).exp()))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total: f64 = ranked.iter().map(|&(_, p)| p).sum();
+    let mut kept = 0.0;
+    let mut nucleus = 0;
+    for &(_, p) in &ranked {
+        kept += p;
+        nucleus += 1;
+        if kept >= f64::from(top_p) * total {
+            break;
+        }
+    }
+    let draw = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * kept;
+    let mut below = 0.0;
+    for &(id, p) in &ranked[..nucleus] {
+        below += p;
+        if draw < below {
+            return id;
+        }
+    }
+    ranked[nucleus - 1].0
+}
+
 /// `ln softmax(logits)[index]`, in f64 so that a 150k vocabulary sums exactly enough.
 fn log_softmax_at(logits: &[f32], index: usize) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -118,7 +181,7 @@ fn log_softmax_at(logits: &[f32], index: usize) -> f32 {
 }
 
 /// The index of the first largest value.
-fn argmax(values: &[f32]) -> u32 {
+pub(crate) fn argmax(values: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in values.iter().enumerate() {
         if v > values[best] {
@@ -126,4 +189,40 @@ fn argmax(values: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_follows_the_tempered_nucleus() {
+        let logits = [2.0f32, 1.0, 0.0, -30.0];
+        let mut rng = SplitMix64::new(5);
+        // A nucleus this small holds only the most likely token.
+        assert!((0..50).all(|_| sample(&logits, 1.0, 1e-6, &mut rng) == 0));
+        let draws = 20_000;
+        let mut counts = [0usize; 4];
+        for _ in 0..draws {
+            counts[sample(&logits, 2.0, 1.0, &mut rng) as usize] += 1;
+        }
+        let weights: Vec<f64> = logits.iter().map(|&l| (f64::from(l) / 2.0).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        for (count, weight) in counts.iter().zip(&weights) {
+            let expected = weight / total;
+            assert!((*count as f64 / draws as f64 - expected).abs() < 0.015, "{counts:?}");
+        }
+        let same = |seed| {
+            let mut rng = SplitMix64::new(seed);
+            (0..20).map(|_| sample(&logits, 1.0, 0.9, &mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(same(9), same(9));
+    }
+
+    #[test]
+    fn log_softmax_is_normalized() {
+        let logits = [0.5f32, -1.0, 3.0];
+        let total: f64 = (0..3).map(|i| f64::from(log_softmax_at(&logits, i)).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
 }

@@ -1,5 +1,6 @@
-//! Text generation: greedy decoding over the model's key/value cache.
+//! Text generation over the model's key/value cache: greedy or sampled.
 
 mod greedy;
 
-pub use greedy::{Generation, StopReason, generate_greedy};
+pub(crate) use greedy::argmax;
+pub use greedy::{Generation, Sampling, StopReason, generate, generate_greedy};

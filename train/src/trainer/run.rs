@@ -74,6 +74,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             });
         }
         let (model, _) = freeze(model, &FreezePatterns::new(&config.freeze)?)?;
+        std::fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
+            path: run_dir.to_owned(),
+            source,
+        })?;
         Ok(Self {
             optimizer: AdamW::new(config.optimizer),
             loader: Loader::new(data.documents, data.loader)?,

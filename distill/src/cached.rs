@@ -1,0 +1,149 @@
+//! Distillation from a teacher cache: the student's distribution is reduced to
+//! the cached top-k tokens plus one bucket for the rest, the teacher's is read
+//! from the cache in the same buckets, and the divergence is taken between the
+//! two (k + 1)-way distributions, mixed with cross-entropy on the labels as
+//! online distillation does. With k the whole vocabulary the rest bucket is
+//! empty and this is the online loss up to the cache's 6-bit value codes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use datasets::logit_cache::{Decoded, TeacherCache};
+use datasets::order::SplitMix64;
+use datasets::{Batch, Documents};
+use train::trainer::{LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor};
+use train::{TrainError, Transformer};
+
+use crate::loss::{Divergence, DivergenceError};
+
+/// Probabilities below this are taken as this, so that a log stays finite.
+const FLOOR: f64 = 1e-30;
+
+pub struct CachedDistillation {
+    cache: TeacherCache,
+    documents: Arc<Documents>,
+    divergence: Divergence,
+    alpha: f64,
+}
+
+impl CachedDistillation {
+    /// `documents` must be those the cache was written from (checked by
+    /// fingerprint). The cache holds distributions at temperature 1 only.
+    pub fn new(
+        cache: TeacherCache,
+        documents: Arc<Documents>,
+        divergence: Divergence,
+        alpha: f64,
+    ) -> Result<Self, CachedError> {
+        divergence.validate(1.0)?;
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(DivergenceError::Mixture { name: "alpha", value: alpha }.into());
+        }
+        let manifest = cache.manifest();
+        if manifest.data_fingerprint != documents.fingerprint() || manifest.documents != documents.len() as u64 {
+            return Err(CachedError::OtherData {
+                dir: cache.dir().display().to_string(),
+            });
+        }
+        Ok(Self { cache, documents, divergence, alpha })
+    }
+
+    /// The cached record of each trained position, in batch order.
+    fn records(&self, batch: &Batch, trained: &TrainedPositions) -> Result<Vec<Decoded>, TrainError> {
+        let mut by_document: HashMap<u32, Vec<Decoded>> = HashMap::new();
+        let mut records = Vec::with_capacity(trained.indices.len());
+        for &flat in &trained.indices {
+            let flat = flat as usize;
+            let (source, position) = (batch.sources[flat], batch.position_ids[flat] as usize);
+            if !by_document.contains_key(&source) {
+                let decoded = self
+                    .cache
+                    .document(u64::from(source))
+                    .map_err(|e| TrainError::Config(e.to_string()))?;
+                by_document.insert(source, decoded);
+            }
+            // The record index is the number of trained positions before this
+            // one in its document; position p predicts token p + 1.
+            let trained_flags = self.documents.get(source as usize).trained;
+            let index = trained_flags[1..=position + 1].iter().filter(|&&t| t).count() - 1;
+            let decoded = &by_document[&source];
+            let record = decoded.get(index).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "{}: document {source} has {} cached positions, position {position} needs record {index}",
+                    self.cache.dir().display(),
+                    decoded.len()
+                ))
+            })?;
+            records.push(record.clone());
+        }
+        Ok(records)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CachedError {
+    #[error("[distill]: {0}")]
+    Divergence(#[from] DivergenceError),
+    #[error(
+        "{dir}: was cached from other data (its fingerprint differs from the prepared documents'); \
+         rebuild the cache for this data"
+    )]
+    OtherData { dir: String },
+}
+
+impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
+    fn loss(
+        &mut self,
+        student: &Transformer<B>,
+        batch: &Batch,
+        _rng: &mut SplitMix64,
+    ) -> Result<LossSum<B>, TrainError> {
+        let device = student.embed_tokens.weight.device();
+        let trained = TrainedPositions::of(batch);
+        let hidden = student.hidden_states_rows(token_tensor(batch, &device), layout(batch));
+        let Some(hidden) = trained.select(hidden) else {
+            return Ok(LossSum { total: Tensor::zeros([1], &device), components: BTreeMap::new() });
+        };
+        let logits = student.output_logits(hidden);
+        let records = self.records(batch, &trained)?;
+        let k = self.cache.manifest().k;
+        let n = records.len();
+        let [_, _, vocab] = logits.dims();
+        if self.cache.manifest().vocab > vocab {
+            return Err(TrainError::Config(format!(
+                "{}: cached over a vocabulary of {}, the student has {vocab}",
+                self.cache.dir().display(),
+                self.cache.manifest().vocab
+            )));
+        }
+        let ids: Vec<i64> = records.iter().flat_map(|r| r.ids.iter().map(|&i| i64::from(i))).collect();
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, k]), &device);
+        let log_s = log_softmax(logits.clone().reshape([n, vocab]), 1);
+        let top = log_s.gather(1, ids);
+        let rest = (top.clone().exp().sum_dim(1).neg().add_scalar(1.0)).clamp_min(FLOOR).log();
+        let student_buckets = Tensor::cat(vec![top, rest], 1);
+        let teacher: Vec<f32> = records
+            .iter()
+            .flat_map(|r| {
+                r.probs
+                    .iter()
+                    .map(|&p| f64::from(p))
+                    .chain([f64::from(r.rest)])
+                    .map(|p| p.max(FLOOR).ln() as f32)
+            })
+            .collect();
+        let teacher_buckets = Tensor::<B, 2>::from_data(TensorData::new(teacher, [n, k + 1]), &device);
+        let divergence = self
+            .divergence
+            .sum(student_buckets, teacher_buckets, 1.0)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        let ce = cross_entropy_sum(logits, &trained.targets);
+        let host = |t: &Tensor<B, 1>| t.clone().into_scalar().elem::<f64>();
+        let components = BTreeMap::from([("ce", host(&ce)), ("kd", host(&divergence))]);
+        let total = ce.mul_scalar(self.alpha) + divergence.mul_scalar(1.0 - self.alpha);
+        Ok(LossSum { total, components })
+    }
+}
