@@ -2,12 +2,12 @@
 //! written as conversations to train a student on when no gold labels exist.
 
 use burn::tensor::backend::Backend;
-use datasets::{ChatTemplate, EncodeOptions, Example, Message, Record, Role, Tokenizer};
+use datasets::{ChatTemplate, Example, Message, Record, Role, Tokenizer};
 use serde_json::json;
 use train::Transformer;
 use train::generate::{Sampling, StopReason, generate};
 
-use crate::task_eval::TaskEvalError;
+use crate::task_eval::{TaskEvalError, chat_prompt};
 
 /// One labelled conversation.
 pub struct Labelled {
@@ -55,14 +55,7 @@ pub fn label<B: Backend>(
     if !messages.iter().any(|m| m.role == Role::User) {
         return Err(fail("has no user turn to answer".to_owned()));
     }
-    let prompt_text = template.render(&messages, true)?;
-    let prompt = tokenizer.encode(
-        &prompt_text,
-        EncodeOptions {
-            add_special: false,
-            parse_special: true,
-        },
-    )?;
+    let prompt = chat_prompt(tokenizer, template, &messages)?;
     let generation = generate(teacher, &prompt, max_new_tokens, sampling, |id| tokenizer.is_eog(id), |_| {})
         .map_err(|e| fail(e.to_string()))?;
     let answer = tokenizer.decode(&generation.tokens, false)?;

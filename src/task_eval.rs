@@ -130,20 +130,29 @@ impl ChatExample {
         else {
             return Err(fail("does not end with an assistant turn, the gold answer"));
         };
-        let prompt_text = template.render(context, true)?;
-        let prompt = tokenizer.encode(
-            &prompt_text,
-            EncodeOptions {
-                add_special: false,
-                parse_special: true,
-            },
-        )?;
+        let prompt = chat_prompt(tokenizer, template, context)?;
         Ok(Self {
             gold: gold.content.clone(),
             location,
             prompt,
         })
     }
+}
+
+/// The ids of `messages` rendered with the generation prompt, tokenized as
+/// training renders a conversation (special-token texts read as those tokens,
+/// nothing added).
+pub fn chat_prompt(
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    messages: &[datasets::Message],
+) -> Result<Vec<u32>, TaskEvalError> {
+    let text = template.render(messages, true)?;
+    let options = EncodeOptions {
+        add_special: false,
+        parse_special: true,
+    };
+    Ok(tokenizer.encode(&text, options)?)
 }
 
 /// How well `draft` serves as `target`'s draft model in greedy speculative

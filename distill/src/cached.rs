@@ -5,19 +5,20 @@
 //! online distillation does. With k the whole vocabulary the rest bucket is
 //! empty and this is the online loss up to the cache's 6-bit value codes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use datasets::logit_cache::{Decoded, TeacherCache};
 use datasets::order::SplitMix64;
 use datasets::{Batch, Documents};
-use train::trainer::{LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor};
+use train::trainer::{LossSum, Objective, TrainedPositions};
 use train::{TrainError, Transformer};
 
 use crate::loss::{Divergence, DivergenceError};
+use crate::mixture::{mix, nothing, student_logits};
 
 /// Probabilities below this are taken as this, so that a log stays finite.
 const FLOOR: f64 = 1e-30;
@@ -102,12 +103,9 @@ impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
         _rng: &mut SplitMix64,
     ) -> Result<LossSum<B>, TrainError> {
         let device = student.embed_tokens.weight.device();
-        let trained = TrainedPositions::of(batch);
-        let hidden = student.hidden_states_rows(token_tensor(batch, &device), layout(batch));
-        let Some(hidden) = trained.select(hidden) else {
-            return Ok(LossSum { total: Tensor::zeros([1], &device), components: BTreeMap::new() });
+        let Some((trained, logits)) = student_logits(student, batch) else {
+            return Ok(nothing(student));
         };
-        let logits = student.output_logits(hidden);
         let records = self.records(batch, &trained)?;
         let k = self.cache.manifest().k;
         let n = records.len();
@@ -140,10 +138,6 @@ impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
             .divergence
             .sum(student_buckets, teacher_buckets, 1.0)
             .map_err(|e| TrainError::Config(e.to_string()))?;
-        let ce = cross_entropy_sum(logits, &trained.targets);
-        let host = |t: &Tensor<B, 1>| t.clone().into_scalar().elem::<f64>();
-        let components = BTreeMap::from([("ce", host(&ce)), ("kd", host(&divergence))]);
-        let total = ce.mul_scalar(self.alpha) + divergence.mul_scalar(1.0 - self.alpha);
-        Ok(LossSum { total, components })
+        Ok(mix(logits, &trained, divergence, self.alpha))
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cached;
 pub mod loss;
+mod mixture;
 pub mod objective;
 pub mod prune;
 pub mod teacher_cache;

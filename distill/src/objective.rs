@@ -3,18 +3,16 @@
 //! its distribution with cross-entropy on the labels,
 //! `alpha·CE + (1 − alpha)·D`, both summed over the trained tokens.
 
-use std::collections::BTreeMap;
 
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::Tensor;
 use datasets::Batch;
 use datasets::order::SplitMix64;
-use train::trainer::{
-    LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor,
-};
+use train::trainer::{LossSum, Objective, layout, token_tensor};
 use train::{TrainError, Transformer};
 
 use crate::loss::{Divergence, DivergenceError};
+use crate::mixture::{mix, nothing, student_logits};
 
 pub struct OnlineDistillation<B: AutodiffBackend> {
     teacher: Transformer<B::InnerBackend>,
@@ -54,16 +52,9 @@ impl<B: AutodiffBackend> Objective<B> for OnlineDistillation<B> {
         batch: &Batch,
         _rng: &mut SplitMix64,
     ) -> Result<LossSum<B>, TrainError> {
-        let device = student.embed_tokens.weight.device();
-        let trained = TrainedPositions::of(batch);
-        let hidden = student.hidden_states_rows(token_tensor(batch, &device), layout(batch));
-        let Some(hidden) = trained.select(hidden) else {
-            return Ok(LossSum {
-                total: Tensor::zeros([1], &device),
-                components: BTreeMap::new(),
-            });
+        let Some((trained, student_logits)) = student_logits(student, batch) else {
+            return Ok(nothing(student));
         };
-        let student_logits = student.output_logits(hidden);
         let teacher_device = self.teacher.embed_tokens.weight.device();
         let teacher_hidden = self
             .teacher
@@ -87,10 +78,6 @@ impl<B: AutodiffBackend> Objective<B> for OnlineDistillation<B> {
                 self.temperature,
             )
             .map_err(|e| TrainError::Config(e.to_string()))?;
-        let ce = cross_entropy_sum(student_logits, &trained.targets);
-        let host = |t: &Tensor<B, 1>| t.clone().into_scalar().elem::<f64>();
-        let components = BTreeMap::from([("ce", host(&ce)), ("kd", host(&divergence))]);
-        let total = ce.mul_scalar(self.alpha) + divergence.mul_scalar(1.0 - self.alpha);
-        Ok(LossSum { total, components })
+        Ok(mix(student_logits, &trained, divergence, self.alpha))
     }
 }

@@ -129,3 +129,31 @@ fn alpha_outside_the_unit_interval_is_refused() {
         .unwrap();
     assert_eq!(err.to_string(), "alpha must lie in [0, 1], not 1.5");
 }
+
+/// Minitron's premise: a student pruned from a trained teacher and distilled
+/// ends better than a random one of the same shape given the same steps.
+#[test]
+fn a_pruned_student_beats_a_random_one_of_the_same_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut teacher_run = Trainer::start(config(60), model(1), data(), &dir.path().join("teacher")).unwrap();
+    teacher_run.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
+    let teacher = teacher_run.model().clone();
+
+    let pruned: Transformer<B> =
+        distill::prune::keep_layers(&teacher, &[1], &Default::default()).unwrap();
+    B::seed(&Default::default(), 9);
+    let random = pruned.config.init::<B>(&Default::default()).unwrap();
+    let [pruned_loss, random_loss] = [("pruned", pruned), ("random", random)].map(|(name, student)| {
+        let mut objective =
+            OnlineDistillation::<B>::new(teacher.valid(), Divergence::ForwardKl, 1.0, 0.5).unwrap();
+        let run = dir.path().join(name);
+        let mut trainer = Trainer::start(config(15), student, data(), &run).unwrap();
+        trainer.run(&mut objective, &mut Quiet, None).unwrap();
+        let metrics = read_metrics(&run.join("metrics.jsonl")).unwrap();
+        metrics[10..].iter().map(|m| m.loss).sum::<f64>() / 5.0
+    });
+    assert!(
+        pruned_loss < 0.8 * random_loss,
+        "pruned {pruned_loss} vs random {random_loss}"
+    );
+}
