@@ -247,3 +247,69 @@ fn a_cached_teacher_is_cached_once_and_trained_from() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(serde_json::from_str::<Value>(&stdout(&again)).unwrap()["reused"], true);
 }
+
+/// On-policy batches (GKD's lambda) from the recipe: the student answers the
+/// prompts itself and is trained towards the teacher on its answers.
+#[test]
+fn on_policy_distillation_runs_from_the_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe_with(
+        dir.path(),
+        "kind = \"layers\"\nlayers = [0, 29]",
+        2,
+        "",
+        "on_policy = { lambda = 1.0, max_new_tokens = 8, temperature = 1.0 }",
+    );
+    let run = dir.path().join("run");
+    let output = distill(&recipe, &run, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["objective"], "forward_kl (alpha 0.5, on-policy lambda 1)");
+    let metrics: Vec<Value> = std::fs::read_to_string(run.join("distill/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 2);
+    for m in &metrics {
+        assert!(m["components"]["kd"].as_f64().unwrap().is_finite());
+        assert!(m["components"].get("ce").is_none(), "{m}");
+    }
+}
+
+/// A student of another tokenizer cannot be distilled token by token: the
+/// stage refuses it, naming the first token the two vocabularies disagree on.
+#[test]
+fn a_student_with_another_tokenizer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let student = dir.path().join("student");
+    let exported = decant(&[
+        "export", "--model", reference_model().to_str().unwrap(), "--format", "safetensors",
+        "--out", student.to_str().unwrap(),
+    ]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let student_recipe = |steps| {
+        recipe(dir.path(), &format!("kind = \"model\"\nmodel = \"{}\"", student.display()), steps, "")
+    };
+    // The same tokenizer in the other format is accepted.
+    let same = distill(&student_recipe(1), &dir.path().join("same"), &[]);
+    assert!(same.status.success(), "{}", stderr(&same));
+    // Another tokenizer: two tokens trade ids.
+    let path = student.join("tokenizer.json");
+    let mut tokenizer: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let vocab = tokenizer["model"]["vocab"].as_object_mut().unwrap();
+    let (a, b) = {
+        let mut by_id: Vec<(&String, u64)> = vocab.iter().map(|(k, v)| (k, v.as_u64().unwrap())).collect();
+        by_id.sort_by_key(|&(_, id)| id);
+        (by_id[300].0.clone(), by_id[301].0.clone())
+    };
+    let (ia, ib) = (vocab[&a].clone(), vocab[&b].clone());
+    vocab.insert(a, ib);
+    vocab.insert(b, ia);
+    std::fs::write(&path, serde_json::to_string(&tokenizer).unwrap()).unwrap();
+
+    let output = distill(&student_recipe(2), &dir.path().join("run"), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("have different tokenizers (token 300 is"), "{err}");
+}

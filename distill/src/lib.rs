@@ -4,9 +4,11 @@ pub mod cached;
 pub mod loss;
 mod mixture;
 pub mod objective;
+pub mod on_policy;
 pub mod prune;
 pub mod teacher_cache;
 
 pub use loss::{Divergence, DivergenceError};
 pub use cached::CachedDistillation;
 pub use objective::OnlineDistillation;
+pub use on_policy::{OnPolicyConfig, OnPolicyDistillation};

@@ -3,7 +3,6 @@
 //! its distribution with cross-entropy on the labels,
 //! `alpha·CE + (1 − alpha)·D`, both summed over the trained tokens.
 
-
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use datasets::Batch;
@@ -52,6 +51,19 @@ impl<B: AutodiffBackend> Objective<B> for OnlineDistillation<B> {
         batch: &Batch,
         _rng: &mut SplitMix64,
     ) -> Result<LossSum<B>, TrainError> {
+        self.loss_with_alpha(student, batch, self.alpha)
+    }
+}
+
+impl<B: AutodiffBackend> OnlineDistillation<B> {
+    /// The loss with cross-entropy weighted `alpha` instead of the configured
+    /// weight (on-policy batches have no labels: alpha = 0).
+    pub(crate) fn loss_with_alpha(
+        &mut self,
+        student: &Transformer<B>,
+        batch: &Batch,
+        alpha: f64,
+    ) -> Result<LossSum<B>, TrainError> {
         let Some((trained, student_logits)) = student_logits(student, batch) else {
             return Ok(nothing(student));
         };
@@ -78,6 +90,6 @@ impl<B: AutodiffBackend> Objective<B> for OnlineDistillation<B> {
                 self.temperature,
             )
             .map_err(|e| TrainError::Config(e.to_string()))?;
-        Ok(mix(student_logits, &trained, divergence, self.alpha))
+        Ok(mix(student_logits, &trained, divergence, alpha))
     }
 }

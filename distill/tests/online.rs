@@ -157,3 +157,37 @@ fn a_pruned_student_beats_a_random_one_of_the_same_shape() {
         "pruned {pruned_loss} vs random {random_loss}"
     );
 }
+
+/// λ = 0 is plain online distillation; λ = 1 trains on the student's own
+/// samples, the same ones on a rerun (the step's random stream fixes them).
+#[test]
+fn on_policy_batches_are_the_students_samples_and_repeat() {
+    use distill::{OnPolicyConfig, OnPolicyDistillation};
+    let teacher = model(1).valid();
+    let run = |lambda: f64| {
+        let dir = tempfile::tempdir().unwrap();
+        let online = OnlineDistillation::<B>::new(teacher.clone(), Divergence::ForwardKl, 1.0, 0.5).unwrap();
+        let sampling = OnPolicyConfig { lambda, max_new_tokens: 6, temperature: 1.0, end_of_generation: vec![0] };
+        let mut objective = OnPolicyDistillation::new(online, sampling).unwrap();
+        let mut trainer = Trainer::start(config(8), model(2), data(), dir.path()).unwrap();
+        trainer.run(&mut objective, &mut Quiet, None).unwrap();
+        read_metrics(&dir.path().join("metrics.jsonl")).unwrap()
+    };
+    let plain = {
+        let dir = tempfile::tempdir().unwrap();
+        let mut objective = OnlineDistillation::<B>::new(teacher.clone(), Divergence::ForwardKl, 1.0, 0.5).unwrap();
+        let mut trainer = Trainer::start(config(8), model(2), data(), dir.path()).unwrap();
+        trainer.run(&mut objective, &mut Quiet, None).unwrap();
+        read_metrics(&dir.path().join("metrics.jsonl")).unwrap()
+    };
+    for (a, b) in run(0.0).iter().zip(&plain) {
+        assert!((a.loss - b.loss).abs() < 1e-9, "{} vs {}", a.loss, b.loss);
+    }
+    let (first, second) = (run(1.0), run(1.0));
+    assert_eq!(first.len(), 8);
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a.loss, b.loss);
+        assert!(!a.components.contains_key("ce"), "no label loss on the student's own answers");
+    }
+    assert!(first.iter().zip(&plain).any(|(a, b)| (a.loss - b.loss).abs() > 1e-6));
+}

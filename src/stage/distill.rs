@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use datasets::{LoaderConfig, Order, Part, Shard};
-use distill::{CachedDistillation, Divergence, OnlineDistillation};
+use distill::{CachedDistillation, Divergence, OnPolicyConfig, OnPolicyDistillation, OnlineDistillation};
 use export::{DatasetRef, Dtype, ExportMetadata, HfOptions, ModelRef};
 use quantize::gguf::{AtomicFile, Sink};
 use serde::{Deserialize, Serialize};
@@ -174,14 +174,12 @@ impl BackendFn for Job<'_> {
                 && !recipe.student.init.prunes_teacher()
             {
                 let student_source = student_source(recipe)?;
-                let student_tokenizer = source::tokenizer(&student_source)?;
-                let shared = student.config.vocab_size.min(
-                    teacher.as_ref().map_or(usize::MAX, |t| t.config.vocab_size),
-                );
+                let teacher_vocab = teacher.as_ref().map_or(usize::MAX, |t| t.config.vocab_size);
+                let student_vocab = student.config.vocab_size;
                 source::same_tokenizer(
-                    (teacher_source, &tokenizer),
-                    (&student_source, &student_tokenizer),
-                    shared,
+                    (teacher_source, teacher_vocab),
+                    (&student_source, student_vocab),
+                    student_vocab.min(teacher_vocab),
                 )?;
             }
             write_json(
@@ -212,14 +210,35 @@ impl BackendFn for Job<'_> {
             }
             (Some(distill), Some(teacher)) => {
                 let divergence = divergence(distill.loss);
-                objective_name = format!("{} (alpha {})", loss_name(distill.loss), distill.alpha);
-                let mut objective = OnlineDistillation::<B>::new(
+                let on_policy_name = distill
+                    .on_policy
+                    .map(|o| format!(", on-policy lambda {}", o.lambda))
+                    .unwrap_or_default();
+                objective_name =
+                    format!("{} (alpha {}{on_policy_name})", loss_name(distill.loss), distill.alpha);
+                let online = OnlineDistillation::<B>::new(
                     teacher,
                     divergence,
                     distill.temperature,
                     distill.alpha,
                 )?;
-                train(&mut trainer, &mut objective, &config, stage.progress)?
+                match &distill.on_policy {
+                    Some(on_policy) => {
+                        let vocab = trainer.model().config.vocab_size as u32;
+                        let config_on_policy = OnPolicyConfig {
+                            lambda: on_policy.lambda,
+                            max_new_tokens: on_policy.max_new_tokens as usize,
+                            temperature: on_policy.temperature as f32,
+                            end_of_generation: (0..vocab).filter(|&id| tokenizer.is_eog(id)).collect(),
+                        };
+                        let mut objective = OnPolicyDistillation::new(online, config_on_policy)?;
+                        train(&mut trainer, &mut objective, &config, stage.progress)?
+                    }
+                    None => {
+                        let mut objective = online;
+                        train(&mut trainer, &mut objective, &config, stage.progress)?
+                    }
+                }
             }
             _ => {
                 objective_name = "cross_entropy".to_owned();
@@ -297,9 +316,6 @@ fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
         }
         if distill.hidden.is_some() {
             return fail("[distill.hidden]: hidden-state alignment is not available yet; remove the section");
-        }
-        if distill.on_policy.is_some() {
-            return fail("[distill.on_policy]: on-policy distillation is not available yet; remove the section");
         }
         if distill.teacher == TeacherMode::Online && distill.top_k.is_some() {
             return fail("[distill] top_k: the online teacher uses its whole distribution; top_k applies to teacher = \"cached\"");

@@ -47,35 +47,36 @@ fn open_gguf(path: &std::path::Path) -> Result<GgufFile, StageError> {
 }
 
 /// Refuses a student whose tokenizer is not the teacher's: logits of different
-/// vocabularies cannot be compared token by token. A student vocabulary padded
-/// or cut at the end is fine (the losses use the shared part).
+/// vocabularies cannot be compared token by token. The token strings are
+/// compared as the vocabularies store them (GGUF and `tokenizer.json` keep
+/// the same byte-level forms); a student vocabulary padded or cut at the end
+/// is fine, the losses use the shared part.
 pub fn same_tokenizer(
-    teacher: (&ModelSource, &Tokenizer),
-    student: (&ModelSource, &Tokenizer),
+    teacher: (&ModelSource, usize),
+    student: (&ModelSource, usize),
     shared: usize,
 ) -> Result<(), StageError> {
-    for id in 0..shared as u32 {
-        let (t, s) = (teacher.1.token_to_piece(id, true), student.1.token_to_piece(id, true));
-        let same = match (&t, &s) {
-            (Ok(t), Ok(s)) => t == s,
-            (Err(_), Err(_)) => true,
-            _ => false,
-        };
-        if !same {
-            let piece = |p: &Result<std::borrow::Cow<'_, [u8]>, DatasetError>| match p {
-                Ok(bytes) => format!("{:?}", String::from_utf8_lossy(bytes)),
-                Err(_) => "no token".to_owned(),
-            };
-            return Err(StageError::Unsupported(format!(
-                "the student {} and the teacher {} have different tokenizers (token {id} is {} \
-                 for the teacher and {} for the student); distillation compares their \
-                 distributions token by token, so both must use the same tokenizer",
+    let (Some(t), Some(s)) = (vocabulary(teacher.0, teacher.1)?, vocabulary(student.0, student.1)?) else {
+        return Err(StageError::Unsupported(format!(
+            "cannot check that the student {} and the teacher {} share a tokenizer: one of them has \
+             no tokenizer.json",
+            student.0, teacher.0
+        )));
+    };
+    let differs = (0..shared).find(|&id| t.tokens.get(id) != s.tokens.get(id));
+    match differs {
+        None => Ok(()),
+        Some(id) => {
+            let piece = |tokens: &[String]| tokens.get(id).map_or("no token".to_owned(), |p| format!("{p:?}"));
+            Err(StageError::Unsupported(format!(
+                "the student {} and the teacher {} have different tokenizers (token {id} is {} for \
+                 the teacher and {} for the student); distillation compares their distributions \
+                 token by token, so both must use the same tokenizer",
                 student.0,
                 teacher.0,
-                piece(&t),
-                piece(&s)
-            )));
+                piece(&t.tokens),
+                piece(&s.tokens)
+            )))
         }
     }
-    Ok(())
 }
