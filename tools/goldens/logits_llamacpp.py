@@ -24,9 +24,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import gguf
 import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oracles"))
+from gguf_f32 import dequantize_to_f32  # noqa: E402
 
 TOP_K = 64
 
@@ -51,29 +53,6 @@ def default_model() -> Path:
     if env:
         return Path(env)
     return Path.home() / ".cache/decant/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def dequantize_to_f32(src: Path, dst: Path) -> None:
-    reader = gguf.GGUFReader(src)
-    arch = reader.fields["general.architecture"].contents()
-    writer = gguf.GGUFWriter(dst, arch)
-    for name, field in reader.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture":
-            continue
-        value = field.contents()
-        if name == "general.file_type":
-            value = int(gguf.LlamaFileType.ALL_F32)
-        vtype = field.types[0]
-        sub_type = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(name, value, vtype, sub_type)
-    for tensor in reader.tensors:
-        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        shape = [int(d) for d in reversed(tensor.shape)]
-        writer.add_tensor(tensor.name, values.astype(np.float32).reshape(shape))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
 
 
 def load_llama(model: Path) -> llama_cpp.Llama:

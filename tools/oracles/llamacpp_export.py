@@ -18,6 +18,15 @@ Run by tests/cli_export.rs with the venv python named by DECANT_PYTHON
         Hugging Face `tokenizers` on DIR/tokenizer.json (no special tokens added).
         -> {"log_lines": n, "pre_warnings": [log lines about the pre-tokenizer],
             "cases": [{"text": ..., "llama": [...], "hf": [...]}]}
+
+    logits MODEL.gguf --tokens 1,2,3 [--dequantize]
+        Loads the file as `generate` does and evaluates the tokens in one batch,
+        returning every position's full row of logits. With --dequantize, llama.cpp
+        runs instead an F32 copy of the file, every tensor dequantized by gguf-py
+        (tools/oracles/gguf_f32.py) into a temporary directory: llama.cpp's
+        quantized matmuls round activations to 8 bits, so only the F32 copy
+        compares with weights dequantized exactly.
+        -> {"n_vocab": V, "logits": [[V floats] for each position]}
 """
 
 import argparse
@@ -25,11 +34,15 @@ import ctypes
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gguf_f32 import dequantize_to_f32  # noqa: E402
 
 
 def load(model: Path, vocab_only: bool = False) -> llama_cpp.Llama:
@@ -101,6 +114,21 @@ def tokenizer(args) -> dict:
     return {"log_lines": len(log), "pre_warnings": pre_warnings, "cases": cases}
 
 
+def logits(args) -> dict:
+    ids = [int(t) for t in args.tokens.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if args.dequantize:
+            model = Path(tmp) / "model-f32.gguf"
+            dequantize_to_f32(args.model, model)
+        llm = load(model)
+        llm.eval(ids)
+        rows = np.array(llm.scores[: len(ids)], dtype=np.float32)
+        n_vocab = llm.n_vocab()
+        del llm
+    return {"n_vocab": n_vocab, "logits": rows.tolist()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,8 +140,13 @@ def main() -> None:
     t.add_argument("model", type=Path)
     t.add_argument("--hf-dir", type=Path, required=True)
     t.add_argument("--texts", type=Path, required=True)
+    lg = sub.add_parser("logits")
+    lg.add_argument("model", type=Path)
+    lg.add_argument("--tokens", required=True)
+    lg.add_argument("--dequantize", action="store_true")
     args = parser.parse_args()
-    result = generate(args) if args.command == "generate" else tokenizer(args)
+    commands = {"generate": generate, "tokenizer": tokenizer, "logits": logits}
+    result = commands[args.command](args)
     result["producer"] = f"llama-cpp-python {llama_cpp.__version__}"
     json.dump(result, sys.stdout, ensure_ascii=False)
     print()
