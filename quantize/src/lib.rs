@@ -12,4 +12,4 @@ pub mod quant;
 
 pub use dequant::{DequantError, dequantize, dequantize_to_vec};
 pub use ggml_type::GgmlType;
-pub use quant::{QuantError, quantize_chunk, quantize_to_vec, supported_types};
+pub use quant::{QuantError, inside_range, quantize_chunk, quantize_to_vec, supported_types};

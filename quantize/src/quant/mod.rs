@@ -15,6 +15,7 @@
 //! and differ in rare last bits.) Float-to-integer casts follow x86 as well:
 //! see `round::c_cast`.
 
+mod clip;
 mod float;
 mod iq4;
 mod legacy;
@@ -24,6 +25,8 @@ mod q4_k_q5_k;
 mod q6_k;
 mod round;
 mod scale_fit;
+
+pub use clip::inside_range;
 
 use crate::GgmlType;
 use crate::blocks::Block;
@@ -52,6 +55,18 @@ pub enum QuantError {
         nrows: usize,
         needed: usize,
         dst_len: usize,
+    },
+    #[error(
+        "{ty} has no clip range; inside_range takes q4_0, q4_1, q5_0, q5_1, q8_0, \
+         q4_K, q5_K and q6_K"
+    )]
+    NoClipRange { ty: GgmlType },
+    #[error("{nrows} rows of {ty} take {needed} bytes, but the quantized data has {len}")]
+    QuantizedLength {
+        ty: GgmlType,
+        nrows: usize,
+        needed: usize,
+        len: usize,
     },
 }
 
