@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use datasets::{AssistantTurns, DataSource, Documents, Prepare, RecordFormat, RecordSpec, Renderer, Truncation};
 use decant::model_arg;
-use decant::stage::distill::sha256_of;
+use decant::stage::state::sha256_of;
 use decant::stage::{source, teacher_cache};
 use serde_json::json;
 use train::CpuBackend;

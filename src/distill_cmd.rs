@@ -25,7 +25,7 @@ pub struct DistillArgs {
     json: bool,
 }
 
-fn parse_backend(name: &str) -> Result<BackendKind, String> {
+pub fn parse_backend(name: &str) -> Result<BackendKind, String> {
     name.parse().map_err(|e: train::BackendError| e.to_string())
 }
 

@@ -11,7 +11,7 @@ use export::{Dtype, ExportMetadata, HfOptions, ModelRef, DatasetRef, Vocabulary}
 use indicatif::{ProgressBar, ProgressStyle};
 use quantize::GgmlType;
 use quantize::gguf::{GgufFile, Value};
-use quantize::mix::Mix;
+use quantize::mix::{Mix, MixOptions};
 use serde_json::json;
 use train::CpuBackend;
 
@@ -36,6 +36,10 @@ pub struct ExportArgs {
     /// f32/f16/bf16. Default: the source's float type (f32 for a quantized GGUF).
     #[arg(long = "type", value_name = "TYPE", value_parser = parse_mix)]
     mix: Option<Mix>,
+    /// GGUF: every 2-D weight in TYPE, no per-tensor rules (like `llama-quantize --pure`);
+    /// what a QAT stage with `pure = true` trained against.
+    #[arg(long)]
+    pure: bool,
     /// general.name and the model card's title [default: the source's name].
     #[arg(long)]
     name: Option<String>,
@@ -105,7 +109,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
             bar.set_prefix(format!("exporting GGUF ({})", mix.name()));
-            let report = export::export_gguf(&model, vocab, &metadata, mix, &args.out, threads.get(), |p| {
+            let options = MixOptions { pure: args.pure, ..MixOptions::new(mix) };
+            let report = export::export_gguf(&model, vocab, &metadata, options, &args.out, threads.get(), |p| {
                 bar.set_length(p.total as u64);
                 bar.set_position(p.done as u64);
                 bar.set_message(format!("{} {}", p.tensor, p.ty));
@@ -129,6 +134,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
             })
         }
         Format::Safetensors => {
+            if args.pure {
+                bail!("--pure: a Hugging Face directory holds float weights; --pure applies to --format gguf");
+            }
             let dtype = match mix {
                 Mix::F32 => Dtype::F32,
                 Mix::F16 => Dtype::F16,

@@ -11,6 +11,7 @@ mod generate_cmd;
 mod imatrix_cmd;
 mod label_cmd;
 mod logits_cmd;
+mod qat_cmd;
 mod quantize_cmd;
 mod recipe_cmd;
 
@@ -74,6 +75,8 @@ enum Command {
     Export(export_cmd::ExportArgs),
     /// Run a recipe's distill stage: prune the teacher into a student and train it against the teacher.
     Distill(distill_cmd::DistillArgs),
+    /// Run a recipe's QAT stage: fine-tune the distilled student against the exact rounding of its export type.
+    Qat(qat_cmd::QatArgs),
     /// Answer a file of prompts with a teacher, writing conversations to train a student on.
     Label(label_cmd::LabelArgs),
     /// Store a teacher's top-k next-token distributions over a data set, for distillation without it.
@@ -104,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Imatrix(args) => imatrix_cmd::run(args),
         Command::Export(args) => export_cmd::run(args),
         Command::Distill(args) => distill_cmd::run(args),
+        Command::Qat(args) => qat_cmd::run(args),
         Command::Label(args) => label_cmd::run(args),
         Command::CacheTeacher(args) => cache_teacher_cmd::run(args),
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use quantize::gguf::{AtomicFile, Sink};
 
 pub use error::ExportError;
-pub use gguf::{GgufReport, export_gguf};
+pub use gguf::{GgufReport, export_gguf, planned_types};
 pub use hf::{Dtype, HfOptions, HfReport, export_hf_dir};
 pub use lineage::{DatasetRef, EvalResult, ExportMetadata, ModelRef};
 pub use model_card::model_card;

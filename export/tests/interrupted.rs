@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use export::{Dtype, ExportMetadata, HfOptions, Vocabulary, export_gguf, export_hf_dir};
 use quantize::gguf::GgufFile;
-use quantize::mix::Mix;
+use quantize::mix::{Mix, MixOptions};
 use train::{CpuBackend, load_model};
 
 fn tiny_llama() -> PathBuf {
@@ -56,7 +56,7 @@ fn a_gguf_export_that_fails_midway_leaves_nothing_and_keeps_the_old_file() {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("model.gguf");
     std::fs::write(&out, b"the previous export").unwrap();
-    let err = export_gguf(&model, &vocab, &ExportMetadata::default(), Mix::F16, &out, 1, |_| {})
+    let err = export_gguf(&model, &vocab, &ExportMetadata::default(), MixOptions::new(Mix::F16), &out, 1, |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("model.embed_tokens.weight") && err.contains("values"), "{err}");

@@ -6,36 +6,32 @@
 //! `inputs.json` (what the stage was started with, so that a resume with other
 //! inputs is refused), and, when complete, `student/` and last `stage.json`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use datasets::{LoaderConfig, Order, Part, Shard};
+use datasets::{Documents, LoaderConfig, Order, Part, Shard};
 use distill::{CachedDistillation, Divergence, OnPolicyConfig, OnPolicyDistillation, OnlineDistillation};
 use export::{DatasetRef, Dtype, ExportMetadata, HfOptions, ModelRef};
-use quantize::gguf::{AtomicFile, Sink};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use train::backend::{BackendFn, BackendKind, dispatch};
 use train::optim::{AdamWConfig, ScheduleKind};
 use train::trainer::{
-    CrossEntropy, Objective, Quiet, TrainConfig, TrainData, TrainProgress,
-    TrainSummary, Trainer,
+    CrossEntropy, TrainConfig, TrainData, Trainer,
 };
 
 use super::student::{self, Lineage};
+use super::state::{self, INPUTS_FILE, REPORT_FILE, Started, sha256_of};
 use super::{StageError, data, source};
 use crate::model_arg::{self, ModelSource};
 use crate::recipe::distill::{Loss, TeacherMode};
 use crate::recipe::train::{Dtype as TrainDtype, Optimizer, Schedule};
 use crate::recipe::{Recipe, Train};
 
-const INPUTS_FILE: &str = "inputs.json";
-const REPORT_FILE: &str = "stage.json";
 const STUDENT_DIR: &str = "student";
 
 /// One run of the stage.
@@ -90,7 +86,7 @@ impl BackendFn for Job<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let Job { stage } = self;
-        let started = Instant::now();
+        let started_at = Instant::now();
         let recipe = stage.recipe;
         let teacher_source = recipe
             .teacher
@@ -111,55 +107,22 @@ impl BackendFn for Job<'_> {
         let teacher_sha256 = teacher_source.as_ref().map(|t| sha256_of(t.path())).transpose()?;
         let inputs = inputs_hash(recipe, teacher_sha256.as_deref(), documents.fingerprint());
 
-        if let Some(report) = completed(&stage.dir, &inputs)? {
-            return Ok(report);
+        if let Some(report) =
+            state::completed(&stage.dir, &inputs, "distill", |r: &DistillReport| &r.inputs)?
+        {
+            return Ok(DistillReport { reused: true, ..report });
         }
         let inputs_path = stage.dir.join(INPUTS_FILE);
-        let checkpoints = stage.dir.join("checkpoints");
-        let started_before = inputs_path.is_file();
-        if started_before {
-            let saved: serde_json::Value = read_json(&inputs_path)?;
-            if saved["inputs"] != json!(inputs) {
-                return Err(StageError::RunDir {
-                    path: stage.dir.clone(),
-                    message: "was started with other inputs (recipe, teacher or data changed); \
-                              use another --out or remove it"
-                        .to_owned(),
-                });
-            }
-            if !stage.resume {
-                return Err(StageError::RunDir {
-                    path: stage.dir.clone(),
-                    message: "holds an unfinished distill stage; continue it with --resume, or \
-                              use another --out"
-                        .to_owned(),
-                });
-            }
-        }
+        let started = state::check_started(&stage.dir, &inputs, stage.resume, "distill")?;
 
         let teacher = teacher_source
             .as_ref()
             .map(|s| train::load_model::<B::InnerBackend>(s.path(), &device))
             .transpose()?;
         let config = train_config(&recipe.train)?;
-        let train_data = TrainData {
-            documents: Arc::clone(&documents),
-            loader: LoaderConfig {
-                batch_size: recipe.train.batch_size as usize,
-                seq_len: recipe.data.max_length as usize,
-                packing: recipe.data.packing,
-                order: Order {
-                    shuffle: true,
-                    seed: recipe.train.seed,
-                    shard: Shard::SINGLE,
-                },
-                pad_token: 0,
-                epochs: None,
-            },
-        };
-        let resuming = started_before && checkpoints.is_dir() && has_checkpoint(&checkpoints)?;
-        let (mut trainer, lineage) = if resuming {
-            let lineage: Lineage = serde_json::from_value(read_json::<serde_json::Value>(&inputs_path)?["lineage"].clone())
+        let train_data = train_data(recipe, &documents);
+        let (mut trainer, lineage) = if let Started::Resume { inputs: saved, checkpoint: true } = started {
+            let lineage: Lineage = serde_json::from_value(saved["lineage"].clone())
                 .map_err(|e| StageError::RunDir { path: inputs_path.clone(), message: e.to_string() })?;
             (Trainer::<B>::resume(config.clone(), train_data, &stage.dir, &device)?, lineage)
         } else {
@@ -182,7 +145,7 @@ impl BackendFn for Job<'_> {
                     student_vocab.min(teacher_vocab),
                 )?;
             }
-            write_json(
+            state::write_json(
                 &inputs_path,
                 &json!({ "inputs": inputs, "lineage": lineage }),
             )?;
@@ -206,7 +169,7 @@ impl BackendFn for Job<'_> {
                 let mut objective =
                     CachedDistillation::new(cache, Arc::clone(&documents), divergence(distill.loss), distill.alpha)
                         .map_err(|e| StageError::Unsupported(e.to_string()))?;
-                train(&mut trainer, &mut objective, &config, stage.progress)?
+                state::train(&mut trainer, &mut objective, &config, "distill", stage.progress)?
             }
             (Some(distill), Some(teacher)) => {
                 let divergence = divergence(distill.loss);
@@ -232,17 +195,17 @@ impl BackendFn for Job<'_> {
                             end_of_generation: (0..vocab).filter(|&id| tokenizer.is_eog(id)).collect(),
                         };
                         let mut objective = OnPolicyDistillation::new(online, config_on_policy)?;
-                        train(&mut trainer, &mut objective, &config, stage.progress)?
+                        state::train(&mut trainer, &mut objective, &config, "distill", stage.progress)?
                     }
                     None => {
                         let mut objective = online;
-                        train(&mut trainer, &mut objective, &config, stage.progress)?
+                        state::train(&mut trainer, &mut objective, &config, "distill", stage.progress)?
                     }
                 }
             }
             _ => {
                 objective_name = "cross_entropy".to_owned();
-                train(&mut trainer, &mut CrossEntropy, &config, stage.progress)?
+                state::train(&mut trainer, &mut CrossEntropy, &config, "distill", stage.progress)?
             }
         };
 
@@ -262,9 +225,7 @@ impl BackendFn for Job<'_> {
             ..ExportMetadata::default()
         };
         let student_dir = stage.dir.join(STUDENT_DIR);
-        if student_dir.exists() {
-            std::fs::remove_dir_all(&student_dir).map_err(|e| StageError::io(&student_dir, e))?;
-        }
+        state::clear_dir(&student_dir)?;
         let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
         export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
         let report = DistillReport {
@@ -278,30 +239,13 @@ impl BackendFn for Job<'_> {
             examples: prepared.stats.kept as u64,
             steps: summary.steps,
             last_loss: summary.last_loss,
-            elapsed_s: started.elapsed().as_secs_f64(),
+            elapsed_s: started_at.elapsed().as_secs_f64(),
             metrics: stage.dir.join("metrics.jsonl"),
             reused: false,
         };
-        write_json(&stage.dir.join(REPORT_FILE), &report)?;
+        state::write_json(&stage.dir.join(REPORT_FILE), &report)?;
         Ok(report)
     }
-}
-
-fn train<B: AutodiffBackend>(
-    trainer: &mut Trainer<B>,
-    objective: &mut impl Objective<B>,
-    config: &TrainConfig,
-    progress: bool,
-) -> Result<TrainSummary, StageError> {
-    let summary = if progress {
-        let mut bar = TrainProgress::new("distill", config.steps, trainer.step());
-        let summary = trainer.run(objective, &mut bar, None);
-        bar.finish();
-        summary
-    } else {
-        trainer.run(objective, &mut Quiet, None)
-    }?;
-    Ok(summary)
 }
 
 /// Recipe combinations the stage cannot run yet, refused before any work.
@@ -357,7 +301,26 @@ pub fn train_config(train: &Train) -> Result<TrainConfig, StageError> {
     Ok(config)
 }
 
-fn divergence(loss: Loss) -> Divergence {
+/// The recipe's training data, in the order its seed gives.
+pub(super) fn train_data(recipe: &Recipe, documents: &Arc<Documents>) -> TrainData {
+    TrainData {
+        documents: Arc::clone(documents),
+        loader: LoaderConfig {
+            batch_size: recipe.train.batch_size as usize,
+            seq_len: recipe.data.max_length as usize,
+            packing: recipe.data.packing,
+            order: Order {
+                shuffle: true,
+                seed: recipe.train.seed,
+                shard: Shard::SINGLE,
+            },
+            pad_token: 0,
+            epochs: None,
+        },
+    }
+}
+
+pub(super) fn divergence(loss: Loss) -> Divergence {
     match loss {
         Loss::ForwardKl => Divergence::ForwardKl,
         Loss::ReverseKl => Divergence::ReverseKl,
@@ -367,7 +330,7 @@ fn divergence(loss: Loss) -> Divergence {
     }
 }
 
-fn loss_name(loss: Loss) -> String {
+pub(super) fn loss_name(loss: Loss) -> String {
     match loss {
         Loss::ForwardKl => "forward_kl".to_owned(),
         Loss::ReverseKl => "reverse_kl".to_owned(),
@@ -384,7 +347,7 @@ fn student_source(recipe: &Recipe) -> Result<ModelSource, StageError> {
     }
 }
 
-fn name_of(source: &ModelSource) -> String {
+pub(super) fn name_of(source: &ModelSource) -> String {
     let path = source.path();
     let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
     stem.map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
@@ -407,70 +370,4 @@ fn inputs_hash(recipe: &Recipe, teacher_sha256: Option<&str>, data_fingerprint: 
     hasher.update(sections.to_string().as_bytes());
     hasher.update(teacher_sha256.unwrap_or_default().as_bytes());
     format!("{:x}", hasher.finalize())
-}
-
-/// sha256 of a model file, or of a model directory's files in name order.
-pub fn sha256_of(path: &Path) -> Result<String, StageError> {
-    let mut hasher = Sha256::new();
-    hash_path(&mut hasher, path)?;
-    Ok(format!("{:x}", hasher.finalize()))
-}
-
-fn hash_path(hasher: &mut Sha256, path: &Path) -> Result<(), StageError> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| StageError::io(path, e))?
-            .map(|entry| entry.map(|e| e.path()).map_err(|e| StageError::io(path, e)))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for entry in entries.iter().filter(|p| p.is_file()) {
-            hasher.update(entry.file_name().unwrap_or_default().as_encoded_bytes());
-            hash_path(hasher, entry)?;
-        }
-        return Ok(());
-    }
-    let mut file = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
-    std::io::copy(&mut file, hasher).map_err(|e| StageError::io(path, e))?;
-    Ok(())
-}
-
-/// The report of a stage completed with these inputs, marked reused.
-fn completed(dir: &Path, inputs: &str) -> Result<Option<DistillReport>, StageError> {
-    let path = dir.join(REPORT_FILE);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let report: DistillReport = read_json(&path)?;
-    if report.inputs != inputs {
-        return Err(StageError::RunDir {
-            path: dir.to_owned(),
-            message: "holds a distill stage completed with other inputs (recipe, teacher or data \
-                      changed); use another --out or remove it"
-                .to_owned(),
-        });
-    }
-    Ok(Some(DistillReport { reused: true, ..report }))
-}
-
-fn has_checkpoint(dir: &Path) -> Result<bool, StageError> {
-    Ok(train::checkpoint::CheckpointDir::new(dir, 1).latest()?.is_some())
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StageError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| StageError::RunDir {
-        path: path.to_owned(),
-        message: format!("is not what decant wrote: {e}"),
-    })
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StageError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
-    }
-    let text = serde_json::to_string_pretty(value).expect("serializable");
-    let mut file = AtomicFile::create(path).map_err(|e| StageError::io(path, e))?;
-    file.write_all(text.as_bytes()).map_err(|e| StageError::io(path, e))?;
-    file.complete().map_err(|e| StageError::io(path, e))?;
-    Ok(())
 }

@@ -4,7 +4,9 @@
 pub mod data;
 pub mod distill;
 mod error;
+pub mod qat;
 pub mod source;
+pub mod state;
 pub mod student;
 pub mod teacher_cache;
 

@@ -114,4 +114,10 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, message: String },
     #[error(transparent)]
     Data(#[from] datasets::DatasetError),
+    #[error("fake-quantizing '{tensor}' to {ty}: {message}")]
+    FakeQuant {
+        tensor: String,
+        ty: quantize::GgmlType,
+        message: String,
+    },
 }

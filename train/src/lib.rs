@@ -10,6 +10,7 @@ pub mod imatrix;
 pub mod import;
 pub mod model;
 pub mod optim;
+pub mod qat;
 pub mod trainer;
 
 pub use backend::{BackendError, BackendKind, CpuBackend};

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use quantize::GgmlType;
 use quantize::gguf::{GgufWriter, TensorInfo, Value};
-use quantize::mix::{Mix, MixOptions, ModelParams, plan};
+use quantize::mix::{MixOptions, ModelParams, plan};
+use train::config::ModelConfig;
 use train::Transformer;
 use train::config::gguf::ROPE_FREQS;
 use train::import::{LayerWeight, Weight};
@@ -50,20 +51,27 @@ enum Source {
     RopeFreqs(Vec<f32>),
 }
 
-/// Writes `model` to `out` in the types `mix` gives each tensor.
-pub fn export_gguf<B: Backend>(
-    model: &Transformer<B>,
-    vocab: &Vocabulary,
-    metadata: &ExportMetadata,
-    mix: Mix,
-    out: &Path,
-    threads: usize,
-    mut progress: impl FnMut(Progress<'_>),
-) -> Result<GgufReport, ExportError> {
-    let config = &model.config;
-    check_vocab(vocab, config.vocab_size)?;
-    let arch = gguf_arch(config.architecture);
+/// The type every weight of a model of `config` gets in a GGUF written with
+/// `options`: the plan [`export_gguf`] writes by, which quantization-aware
+/// training fake-quantizes to.
+pub fn planned_types(
+    config: &ModelConfig,
+    options: &MixOptions,
+) -> Result<Vec<(Weight, GgmlType)>, ExportError> {
+    let (infos, sources) = tensors(config);
+    let plan = plan(&infos, &model_params(config), options)?;
+    Ok(plan
+        .tensors
+        .iter()
+        .filter_map(|planned| match sources[planned.index] {
+            Source::Weight(weight) => Some((weight, planned.target)),
+            Source::RopeFreqs(_) => None,
+        })
+        .collect())
+}
 
+/// Every tensor of the file, declared F32, with where its values come from.
+fn tensors(config: &ModelConfig) -> (Vec<TensorInfo>, Vec<Source>) {
     let mut sources = Vec::new();
     let mut infos = Vec::new();
     if let Some(factors) = config.rope.scaling.freq_factors(config.rope.theta, config.head_dim) {
@@ -74,14 +82,36 @@ pub fn export_gguf<B: Backend>(
         infos.push(info(&weight.gguf_name(), &weight_shape(config, weight)));
         sources.push(Source::Weight(weight));
     }
-    let params = ModelParams {
-        arch: arch.to_owned(),
+    (infos, sources)
+}
+
+fn model_params(config: &ModelConfig) -> ModelParams {
+    ModelParams {
+        arch: gguf_arch(config.architecture).to_owned(),
         n_layer: config.num_layers as u32,
         n_head: config.num_heads as u32,
         n_head_kv: config.num_kv_heads as u32,
         n_expert: 0,
-    };
-    let plan = plan(&infos, &params, &MixOptions::new(mix))?;
+    }
+}
+
+/// Writes `model` to `out` in the types `options` (a mix, or `--pure`) gives
+/// each tensor.
+pub fn export_gguf<B: Backend>(
+    model: &Transformer<B>,
+    vocab: &Vocabulary,
+    metadata: &ExportMetadata,
+    options: MixOptions,
+    out: &Path,
+    threads: usize,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<GgufReport, ExportError> {
+    let config = &model.config;
+    check_vocab(vocab, config.vocab_size)?;
+    let arch = gguf_arch(config.architecture);
+    let mix = options.mix;
+    let (infos, sources) = tensors(config);
+    let plan = plan(&infos, &model_params(config), &options)?;
 
     let mut writer = GgufWriter::new();
     writer.metadata("general.architecture", arch)?;

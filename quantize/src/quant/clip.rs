@@ -20,22 +20,25 @@ struct Codes {
     highest: u8,
     /// Values that share one scale (and min): a block, or a K-quant sub-block.
     group: usize,
+    /// Steps between the lowest and the highest code.
+    steps: f32,
 }
 
 fn codes(ty: GgmlType) -> Option<Codes> {
     use GgmlType::*;
-    let all = |quants, group| Codes {
+    let all = |quants, group, bits: i32| Codes {
         quants,
         lowest: 0x00,
         highest: 0xFF,
         group,
+        steps: (2f32).powi(bits) - 1.0,
     };
     Some(match ty {
-        Q4_0 => all(offset_of!(BlockQ4_0, qs)..size_of::<BlockQ4_0>(), 32),
-        Q4_1 => all(offset_of!(BlockQ4_1, qs)..size_of::<BlockQ4_1>(), 32),
+        Q4_0 => all(offset_of!(BlockQ4_0, qs)..size_of::<BlockQ4_0>(), 32, 4),
+        Q4_1 => all(offset_of!(BlockQ4_1, qs)..size_of::<BlockQ4_1>(), 32, 4),
         // `qh` then `qs`: the fifth bits and the nibbles.
-        Q5_0 => all(offset_of!(BlockQ5_0, qh)..size_of::<BlockQ5_0>(), 32),
-        Q5_1 => all(offset_of!(BlockQ5_1, qh)..size_of::<BlockQ5_1>(), 32),
+        Q5_0 => all(offset_of!(BlockQ5_0, qh)..size_of::<BlockQ5_0>(), 32, 5),
+        Q5_1 => all(offset_of!(BlockQ5_1, qh)..size_of::<BlockQ5_1>(), 32, 5),
         // -127, not -128: ggml's Q8_0 is symmetric and never writes -128, so counting
         // it would make the range lopsided by a step it cannot produce.
         Q8_0 => Codes {
@@ -43,19 +46,19 @@ fn codes(ty: GgmlType) -> Option<Codes> {
             lowest: (-127_i8) as u8,
             highest: 127,
             group: 32,
+            steps: 254.0,
         },
-        Q4K => all(offset_of!(BlockQ4K, qs)..size_of::<BlockQ4K>(), 32),
-        Q5K => all(offset_of!(BlockQ5K, qh)..size_of::<BlockQ5K>(), 32),
+        Q4K => all(offset_of!(BlockQ4K, qs)..size_of::<BlockQ4K>(), 32, 4),
+        Q5K => all(offset_of!(BlockQ5K, qh)..size_of::<BlockQ5K>(), 32, 5),
         // `ql` then `qh`, before the scales.
-        Q6K => all(0..offset_of!(BlockQ6K, scales), 16),
+        Q6K => all(0..offset_of!(BlockQ6K, scales), 16, 6),
         _ => return None,
     })
 }
 
-/// For each value of `src`, whether it lies within the range its block (or K-quant
-/// sub-block) of `quantized` can represent, endpoints included: true where
-/// quantizing rounded it to the nearest level, false where it clipped it to the
-/// outermost one.
+/// For each value of `src`, whether its block (or K-quant sub-block) of
+/// `quantized` represents it by rounding: true within half a step of the block's
+/// grid, false where the grid's outermost level clipped it.
 ///
 /// This is the mask of the clipped straight-through estimator in
 /// quantization-aware training, which passes the gradient of weights that were
@@ -66,8 +69,10 @@ fn codes(ty: GgmlType) -> Option<Codes> {
 /// rows of `n_per_row` values; the ranges come from its stored scales alone, so
 /// either quantization path (with importance weights or not) will do. Its ends are
 /// the lowest and highest codes dequantized by the kernel itself against the block's
-/// stored scales, so they are exactly values the block can hold. The f16 scales are
-/// rounded, so a block's own extreme can lie a fraction of a step outside.
+/// stored scales, so they are exactly values the block can hold. The half step
+/// of slack keeps a block's own extreme inside when its f16 scale rounded down; a
+/// group whose scale collapsed to zero holds only its one value, and every
+/// other value of it counts as clipped.
 /// Q8_0's lowest code is taken as -127, the lowest its quantizer writes. A block
 /// whose scales dequantize to NaN holds nothing inside.
 ///
@@ -118,6 +123,8 @@ pub fn inside_range(
             // A negative scale puts the lowest code at the top.
             let (a, b) = (low[g * codes.group], high[g * codes.group]);
             let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let half_step = (hi - lo) / codes.steps / 2.0;
+            let (lo, hi) = (lo - half_step, hi + half_step);
             inside.extend(x.iter().map(|&v| lo <= v && v <= hi));
         }
     }
@@ -200,7 +207,7 @@ mod tests {
                 // d = ∓1 exactly: the range is nmax on the extreme's side, nmax - 1
                 // on the other.
                 let mut x = [0.0_f32; 32];
-                x[..5].copy_from_slice(&[nmax, -nmax, 1.0 - nmax, 0.5 - nmax, 0.25]);
+                x[..5].copy_from_slice(&[nmax, -nmax, 1.0 - nmax, 0.4 - nmax, 0.25]);
                 let x = x.map(|v| sign * v);
                 assert_eq!(
                     mask(ty, &x, 32)[..5],
@@ -216,9 +223,10 @@ mod tests {
     }
 
     /// With `d = amax / 127` rounded to f16, the block's extreme itself lies past
-    /// the grid when the rounding went down, here by about 1e-4 of a step.
+    /// the grid when the rounding went down, here by about 1e-4 of a step: it
+    /// was rounded, not clipped. Past half a step it is clipped.
     #[test]
-    fn clip_rounding_the_scale_to_f16_can_clip_the_extreme() {
+    fn clip_rounding_the_scale_to_f16_keeps_the_extreme_inside() {
         let mut x = [0.5_f32; 32];
         x[0] = 1.0;
         x[1] = -1.0;
@@ -226,7 +234,11 @@ mod tests {
         let d = half::f16::from_le_bytes([q[0], q[1]]).to_f32();
         assert!(127.0 * d < 1.0);
         let inside = inside_range(GgmlType::Q8_0, &x, 32, &q).unwrap();
-        assert_eq!(inside[..3], [false, false, true]);
+        assert_eq!(inside[..3], [true, true, true]);
+        let (a, b) = (127.6 * d, -127.4 * d);
+        x[2] = a;
+        x[3] = b;
+        assert_eq!(inside_range(GgmlType::Q8_0, &x, 32, &q).unwrap()[..4], [true, true, false, true]);
     }
 
     /// Q4_1 and Q5_1 span the block's min to max, so they clip only by rounding

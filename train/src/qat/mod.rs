@@ -1,0 +1,16 @@
+//! Quantization-aware training against the exact rounding of the exported GGUF.
+//!
+//! The forward pass sees every planned weight as `dequantize(quantize(w))`,
+//! computed by `quantize`'s kernels, the very ones `decant export` and
+//! `decant quantize` write with; so the weights the student trains with are the
+//! weights its GGUF holds. The backward pass is the straight-through estimator:
+//! the gradient reaches the full-precision master weights unchanged, or only
+//! inside the range each block can represent ([`Ste::Clipped`]).
+
+mod model;
+mod objective;
+mod round_trip;
+
+pub use model::{FakeQuantPlan, Ste, fake_quantized};
+pub use objective::FakeQuant;
+pub use round_trip::{RoundTrip, round_trip};
