@@ -8,61 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{decant, reference_model, stderr, stdout};
+use common::{decant, reference_model, stderr, stdout, tiny_recipe};
 use serde_json::Value;
 
 /// A recipe of `steps` steps for the reference teacher with `student` as its
 /// `[student.init]` body, on the first examples of the shipped extraction data.
 fn recipe(root: &Path, student: &str, steps: u64, extra: &str) -> PathBuf {
-    recipe_with(root, student, steps, extra, "")
+    tiny_recipe(root, student, steps, extra, "")
 }
 
 /// [`recipe`] with more `[distill]` keys.
 fn recipe_with(root: &Path, student: &str, steps: u64, extra: &str, distill: &str) -> PathBuf {
-    let data = root.join("train.jsonl");
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl"),
-    )
-    .expect("the shipped extraction data");
-    let lines: String = shipped.lines().take(24).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&data, lines).unwrap();
-    let text = format!(
-        r#"[teacher]
-model = "{teacher}"
-
-[student.init]
-{student}
-
-[data]
-train = "{data}"
-max_length = 256
-packing = true
-
-[distill]
-loss = {{ kind = "forward_kl" }}
-alpha = 0.5
-{distill}
-
-[train]
-lr = 1e-3
-schedule = "cosine"
-min_lr = 1e-4
-warmup_steps = 1
-steps = {steps}
-batch_size = 1
-checkpoint_every = 2
-keep_checkpoints = 2
-seed = 3
-{extra}
-[export]
-name = "tiny-student"
-"#,
-        teacher = reference_model().display(),
-        data = data.display(),
-    );
-    let path = root.join("recipe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    tiny_recipe(root, student, steps, extra, distill)
 }
 
 fn distill(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Output {

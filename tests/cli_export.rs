@@ -9,32 +9,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{decant, reference_model, stderr, stdout};
 use quantize::gguf::{GgufFile, Value};
 use serde_json::Value as Json;
 
 const MAX_TOKENS: usize = 16;
-
-/// The venv python with llama-cpp-python. Unset is a failure, not a skip.
-fn python() -> PathBuf {
-    let python = std::env::var_os("DECANT_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "DECANT_PYTHON is not set: run `bash tools/setup-python.sh --with-llama` and \
-             export DECANT_PYTHON=~/.cache/decant/venv/bin/python (tools/test.sh is meant to do both)"
-        )
-    });
-    assert!(python.is_file(), "DECANT_PYTHON={} is not a file", python.display());
-    python
-}
-
-fn oracle(python: &Path, args: &[&str]) -> Json {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/oracles/llamacpp_export.py");
-    let out = Command::new(python).arg(script).args(args).output().expect("python runs");
-    assert!(out.status.success(), "oracle {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("the oracle prints one JSON object")
-}
 
 fn export(args: &[&str]) -> Json {
     let out = decant(&[&["export"], args, &["--json"]].concat());
@@ -48,7 +28,7 @@ fn strings<'a>(file: &'a GgufFile, key: &str) -> &'a [String] {
 
 #[test]
 fn gguf_to_hf_to_gguf_is_lossless_and_loads_in_llama_cpp() {
-    let python = python();
+    let python = common::python();
     let source_path = reference_model();
     let source_str = source_path.to_str().expect("UTF-8 path");
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +88,7 @@ fn gguf_to_hf_to_gguf_is_lossless_and_loads_in_llama_cpp() {
         "Ünïcödé — 我想在apple工作 🦙", "I've been 'told he's there, 'RE you sure?",
     ];
     std::fs::write(&texts, serde_json::to_string(&cases).unwrap()).unwrap();
-    let check = oracle(&python, &["tokenizer", gguf_str, "--hf-dir", hf_str, "--texts", texts.to_str().unwrap()]);
+    let check = common::llamacpp_oracle(&python, &["tokenizer", gguf_str, "--hf-dir", hf_str, "--texts", texts.to_str().unwrap()]);
     assert!(check["log_lines"].as_u64().unwrap() > 0, "llama.cpp's log was not captured: {check}");
     assert_eq!(check["pre_warnings"], Json::Array(vec![]), "llama.cpp warned about the pre-tokenizer");
     for case in check["cases"].as_array().unwrap() {
@@ -120,7 +100,7 @@ fn gguf_to_hf_to_gguf_is_lossless_and_loads_in_llama_cpp() {
     assert!(generated.status.success(), "{}", stderr(&generated));
     let ours: Json = serde_json::from_str(&stdout(&generated)).unwrap();
     let prompt: Vec<String> = ours["prompt_tokens"].as_array().unwrap().iter().map(Json::to_string).collect();
-    let theirs = oracle(&python, &["generate", gguf_str, "--prompt-tokens", &prompt.join(","),
+    let theirs = common::llamacpp_oracle(&python, &["generate", gguf_str, "--prompt-tokens", &prompt.join(","),
                                    "--max-tokens", &MAX_TOKENS.to_string()]);
     assert_eq!(ours["tokens"], theirs["tokens"], "decant generate and llama.cpp differ on the exported file");
     assert!(!ours["tokens"].as_array().unwrap().is_empty());

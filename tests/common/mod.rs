@@ -79,3 +79,83 @@ pub fn copy_shipped_recipes(root: &std::path::Path) -> Vec<PathBuf> {
     copies.sort();
     copies
 }
+
+/// A recipe of `steps` training steps for the reference teacher with `student`
+/// as its `[student.init]` body, on the first 24 examples of the shipped
+/// extraction data; `extra` goes into `[train]` (or opens more sections after
+/// it), `distill` into `[distill]`.
+pub fn tiny_recipe(
+    root: &std::path::Path,
+    student: &str,
+    steps: u64,
+    extra: &str,
+    distill: &str,
+) -> PathBuf {
+    use std::path::Path;
+    let data = root.join("train.jsonl");
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl"),
+    )
+    .expect("the shipped extraction data");
+    let lines: String = shipped.lines().take(24).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&data, lines).unwrap();
+    let text = format!(
+        r#"[teacher]
+model = "{teacher}"
+
+[student.init]
+{student}
+
+[data]
+train = "{data}"
+max_length = 256
+packing = true
+
+[distill]
+loss = {{ kind = "forward_kl" }}
+alpha = 0.5
+{distill}
+
+[train]
+lr = 1e-3
+schedule = "cosine"
+min_lr = 1e-4
+warmup_steps = 1
+steps = {steps}
+batch_size = 1
+checkpoint_every = 2
+keep_checkpoints = 2
+seed = 3
+{extra}
+[export]
+name = "tiny-student"
+"#,
+        teacher = reference_model().display(),
+        data = data.display(),
+    );
+    let path = root.join("recipe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The venv python with llama-cpp-python. Unset is a failure, not a skip.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("DECANT_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "DECANT_PYTHON is not set: run `bash tools/setup-python.sh --with-llama` and \
+             export DECANT_PYTHON=~/.cache/decant/venv/bin/python (tools/test.sh is meant to do both)"
+        )
+    });
+    assert!(python.is_file(), "DECANT_PYTHON={} is not a file", python.display());
+    python
+}
+
+/// Runs `tools/oracles/llamacpp_export.py ARGS` (llama.cpp through
+/// llama-cpp-python) and returns the JSON object it prints.
+pub fn llamacpp_oracle(python: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/oracles/llamacpp_export.py");
+    let out = Command::new(python).arg(script).args(args).output().expect("python runs");
+    assert!(out.status.success(), "oracle {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the oracle prints one JSON object")
+}
+
