@@ -14,6 +14,7 @@ mod logits_cmd;
 mod qat_cmd;
 mod quantize_cmd;
 mod recipe_cmd;
+mod run_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -73,6 +74,8 @@ enum Command {
     Imatrix(imatrix_cmd::ImatrixArgs),
     /// Export a model to GGUF (with an Ollama Modelfile) or to a Hugging Face safetensors directory.
     Export(export_cmd::ExportArgs),
+    /// Run a recipe's stages (distill, QAT, export) into a run directory with a manifest.
+    Run(run_cmd::RunArgs),
     /// Run a recipe's distill stage: prune the teacher into a student and train it against the teacher.
     Distill(distill_cmd::DistillArgs),
     /// Run a recipe's QAT stage: fine-tune the distilled student against the exact rounding of its export type.
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Imatrix(args) => imatrix_cmd::run(args),
         Command::Export(args) => export_cmd::run(args),
         Command::Distill(args) => distill_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
         Command::Qat(args) => qat_cmd::run(args),
         Command::Label(args) => label_cmd::run(args),
         Command::CacheTeacher(args) => cache_teacher_cmd::run(args),

@@ -231,6 +231,7 @@ chat_template = false
 
 [distill]
 teacher = "cached"
+temperature = 2.0
 on_policy = { lambda = 0.5 }
 
 [train]
@@ -253,11 +254,12 @@ data = "train.jsonl"
             "{file}:6:10: `student.init.layers`: layers must be strictly increasing, found 1 then 1"
         ),
         format!("{file}:14:11: `distill.teacher`: a cached teacher stores only its top-k tokens"),
-        format!("{file}:15:13: [distill.on_policy]: on-policy batches are student generations"),
+        format!("{file}:15:15: `distill.temperature`: a cached teacher stores its distribution at temperature 1"),
+        format!("{file}:16:13: [distill.on_policy]: on-policy batches are student generations"),
         format!(
-            "{file}:22:8: `qat.type`: QAT cannot train against q3_k_m: its q3_K blocks have no fake-quant kernel"
+            "{file}:23:8: `qat.type`: QAT cannot train against q3_k_m: its q3_K blocks have no fake-quant kernel"
         ),
-        format!("{file}:25:11: `eval.metrics`: 'exact' scores generated answers against gold ones"),
+        format!("{file}:26:11: `eval.metrics`: 'exact' scores generated answers against gold ones"),
     ];
     let lines = error_lines(&out);
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");

@@ -99,6 +99,18 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
             ),
         );
     }
+    if teacher == TeacherMode::Cached && temperature != 1.0 {
+        table.collector().error(
+            table
+                .collector()
+                .span_of(&format!("{}.temperature", table.path())),
+            format!(
+                "`{}.temperature`: a cached teacher stores its distribution at temperature 1; set \
+                 temperature = 1 or use `teacher = \"online\"`",
+                table.path()
+            ),
+        );
+    }
     if teacher == TeacherMode::Cached && table.has("on_policy") {
         table.collector().error(
             table

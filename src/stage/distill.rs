@@ -255,9 +255,6 @@ fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
         return fail("[student.init]: pruning starts from the teacher's weights; add a [teacher] section");
     }
     if let Some(distill) = &recipe.distill {
-        if distill.teacher == TeacherMode::Cached && distill.temperature != 1.0 {
-            return fail("[distill] temperature: a cached teacher stores its distribution at temperature 1; set temperature = 1 or use teacher = \"online\"");
-        }
         if distill.hidden.is_some() {
             return fail("[distill.hidden]: hidden-state alignment is not available yet; remove the section");
         }

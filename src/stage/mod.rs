@@ -3,7 +3,9 @@
 
 pub mod data;
 pub mod distill;
+pub mod export;
 mod error;
+pub mod pipeline;
 pub mod qat;
 pub mod source;
 pub mod state;

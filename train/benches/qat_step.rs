@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
 use datasets::{Documents, LoaderConfig, Order, Shard};
 use quantize::GgmlType;
 use serde_json::json;

@@ -1,0 +1,203 @@
+//! `decant run`: the recipe's stages in order — distill, QAT when the recipe
+//! has `[qat]`, export — each keyed by the hash of its inputs, so that a rerun
+//! skips what is complete and `--resume` continues a stopped stage; then
+//! `manifest.json`, every artifact with its sha256, size, parents and metrics.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use train::BackendKind;
+
+use super::distill::DistillStage;
+use super::qat::QatStage;
+use super::state::{self, sha256_of};
+use super::{StageError, export};
+use crate::recipe::Recipe;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The stages `decant run` runs, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StageName {
+    Distill,
+    Qat,
+    Export,
+}
+
+pub struct Pipeline<'a> {
+    pub recipe: &'a Recipe,
+    /// The recipe file, hashed into the manifest.
+    pub recipe_path: &'a Path,
+    pub run_dir: PathBuf,
+    pub resume: bool,
+    pub backend: BackendKind,
+    pub progress: bool,
+    /// The last stage to run; `None` runs every stage the recipe has.
+    pub until: Option<StageName>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StageRun {
+    pub stage: StageName,
+    pub inputs: String,
+    /// Found complete with the same inputs; nothing was done.
+    pub reused: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Artifact {
+    /// Relative to the run directory.
+    pub path: PathBuf,
+    pub kind: &'static str,
+    pub stage: StageName,
+    /// sha256 of the file, or of a directory's files in name order.
+    pub sha256: String,
+    pub size: u64,
+    /// The artifacts (or, outside the run, the files) it was made from.
+    pub parents: Vec<PathBuf>,
+    pub metrics: Value,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    pub decant_version: &'static str,
+    pub recipe: PathBuf,
+    pub recipe_sha256: String,
+    pub stages: Vec<StageRun>,
+    pub artifacts: Vec<Artifact>,
+}
+
+impl Pipeline<'_> {
+    pub fn run(self) -> Result<Manifest, StageError> {
+        self.check_sections()?;
+        let until = self.until.unwrap_or(StageName::Export);
+        let recipe = self.recipe;
+        let run_dir = &self.run_dir;
+        let mut stages = Vec::new();
+        let mut artifacts = Vec::new();
+        let teacher = recipe
+            .teacher
+            .as_ref()
+            .map(|t| crate::model_arg::resolve(&t.model.argument()))
+            .transpose()?;
+
+        let distilled = DistillStage {
+            recipe,
+            dir: run_dir.join("distill"),
+            resume: self.resume,
+            backend: self.backend,
+            progress: self.progress,
+        }
+        .run()?;
+        stages.push(StageRun { stage: StageName::Distill, inputs: distilled.inputs.clone(), reused: distilled.reused });
+        artifacts.push(artifact(
+            run_dir,
+            &distilled.student,
+            "student",
+            StageName::Distill,
+            teacher.iter().map(|t| t.path().to_owned()).collect(),
+            json!({ "steps": distilled.steps, "last_loss": distilled.last_loss, "parameters": distilled.parameters }),
+        )?);
+        let (mut student, mut upstream) = (distilled.student.clone(), distilled.inputs.clone());
+
+        if recipe.qat.is_some() && until >= StageName::Qat {
+            let qat = QatStage {
+                recipe,
+                run_dir: run_dir.clone(),
+                resume: self.resume,
+                backend: self.backend,
+                progress: self.progress,
+            }
+            .run()?;
+            stages.push(StageRun { stage: StageName::Qat, inputs: qat.inputs.clone(), reused: qat.reused });
+            artifacts.push(artifact(
+                run_dir,
+                &qat.student,
+                "student",
+                StageName::Qat,
+                vec![relative(run_dir, &student)],
+                json!({ "steps": qat.steps, "last_loss": qat.last_loss, "type": qat.mix, "fake_quantized": qat.fake_quantized }),
+            )?);
+            (student, upstream) = (qat.student, qat.inputs);
+        }
+
+        if until >= StageName::Export {
+            let exported = export::run(recipe, run_dir, &student, &upstream)?;
+            stages.push(StageRun { stage: StageName::Export, inputs: exported.inputs.clone(), reused: exported.reused });
+            for file in &exported.files {
+                artifacts.push(artifact(
+                    run_dir,
+                    &file.path,
+                    if file.format == "gguf" { "gguf" } else { "safetensors" },
+                    StageName::Export,
+                    vec![relative(run_dir, &student)],
+                    json!({ "type": file.ty, "tensors": file.tensors }),
+                )?);
+            }
+        }
+
+        let recipe_bytes = std::fs::read(self.recipe_path).map_err(|e| StageError::io(self.recipe_path, e))?;
+        let manifest = Manifest {
+            decant_version: env!("CARGO_PKG_VERSION"),
+            recipe: self.recipe_path.to_owned(),
+            recipe_sha256: format!("{:x}", Sha256::digest(&recipe_bytes)),
+            stages,
+            artifacts,
+        };
+        state::write_json(&run_dir.join(MANIFEST_FILE), &manifest)?;
+        Ok(manifest)
+    }
+
+    /// Sections whose stages `decant run` does not have yet are refused before
+    /// any work, unless `--until` stops the run before them.
+    fn check_sections(&self) -> Result<(), StageError> {
+        let pending = [("eval", self.recipe.eval.is_some()), ("publish", self.recipe.publish.is_some())];
+        match pending.iter().find(|(_, present)| *present) {
+            Some((section, _)) if self.until.is_none() => Err(StageError::Unsupported(format!(
+                "[{section}]: `decant run` does not run the {section} stage yet; stop before it \
+                 with `--until export` (then `decant eval` the files in RUN_DIR/export), or \
+                 remove the section"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn artifact(
+    run_dir: &Path,
+    path: &Path,
+    kind: &'static str,
+    stage: StageName,
+    parents: Vec<PathBuf>,
+    metrics: Value,
+) -> Result<Artifact, StageError> {
+    Ok(Artifact {
+        path: relative(run_dir, path),
+        kind,
+        stage,
+        sha256: sha256_of(path)?,
+        size: size_of(path)?,
+        parents,
+        metrics,
+    })
+}
+
+fn relative(run_dir: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(run_dir).map_or_else(|_| path.to_owned(), Path::to_owned)
+}
+
+/// Bytes of a file, or of a directory's files.
+fn size_of(path: &Path) -> Result<u64, StageError> {
+    let meta = std::fs::metadata(path).map_err(|e| StageError::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).map_err(|e| StageError::io(path, e))? {
+        total += size_of(&entry.map_err(|e| StageError::io(path, e))?.path())?;
+    }
+    Ok(total)
+}

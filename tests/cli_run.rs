@@ -1,0 +1,104 @@
+//! `decant run`: the recipe's stages into one run directory, reused on a
+//! rerun, with a manifest whose hashes are those of the files on disk.
+
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use common::{decant, stderr, stdout, tiny_recipe};
+use serde_json::Value;
+
+const EXPORT: &str = "[export]\nname = \"tiny-student\"\n";
+
+fn recipe(root: &Path, sections: &str) -> std::path::PathBuf {
+    let qat = "\n[qat]\ntype = \"q4_0\"\nsteps = 2\n";
+    let path = tiny_recipe(root, "kind = \"layers\"\nlayers = [0, 29]", 2, qat, "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(EXPORT));
+    std::fs::write(&path, text.replace(EXPORT, sections)).unwrap();
+    path
+}
+
+fn run(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let args = [&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"], extra].concat();
+    decant(&args)
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = "[export]\nname = \"tiny-student\"\nformats = [\"gguf\", \"safetensors\"]\ntypes = [\"q4_0\", \"q8_0\"]\n";
+    let recipe = recipe(dir.path(), export);
+    let out = dir.path().join("run");
+    let first = run(&recipe, &out, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let manifest: Value = serde_json::from_str(&stdout(&first)).unwrap();
+    let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest, on_disk);
+
+    let stages: Vec<(&str, bool)> = manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["reused"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(stages, [("distill", false), ("qat", false), ("export", false)]);
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    let paths: Vec<&str> = artifacts.iter().map(|a| a["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "distill/student",
+            "qat/student",
+            "export/tiny-student-q4_0.gguf",
+            "export/tiny-student-q8_0.gguf",
+            "export/tiny-student-hf",
+        ]
+    );
+    assert_eq!(artifacts[1]["parents"][0], "distill/student");
+    assert_eq!(artifacts[2]["parents"][0], "qat/student");
+    for artifact in &artifacts[2..4] {
+        let path = out.join(artifact["path"].as_str().unwrap());
+        assert_eq!(artifact["sha256"].as_str().unwrap(), sha256(&path), "{}", path.display());
+        assert_eq!(artifact["size"].as_u64().unwrap(), std::fs::metadata(&path).unwrap().len());
+        let inspect = decant(&["inspect", path.to_str().unwrap(), "--json"]);
+        assert!(inspect.status.success(), "{}", stderr(&inspect));
+        let summary: Value = serde_json::from_str(&stdout(&inspect)).unwrap();
+        assert_eq!(summary["metadata"]["decant.qat_type"], "q4_0", "{}", path.display());
+    }
+    assert!(out.join("export/tiny-student-hf/config.json").is_file());
+    assert!(!out.join("export.partial").exists());
+
+    let started = Instant::now();
+    let again = run(&recipe, &out, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let rerun: Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert!(rerun["stages"].as_array().unwrap().iter().all(|s| s["reused"] == true), "{rerun}");
+    assert_eq!(rerun["artifacts"], manifest["artifacts"]);
+    assert!(started.elapsed().as_secs() < 60, "a finished run took {:?} to rerun", started.elapsed());
+}
+
+#[test]
+fn stages_run_does_not_have_yet_are_refused_unless_the_run_stops_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sections = format!("{EXPORT}\n[eval]\nmetrics = [\"exact\"]\ndata = \"train.jsonl\"\n");
+    let recipe = recipe(dir.path(), &sections);
+    let out = dir.path().join("run");
+    let refused = run(&recipe, &out, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(message.contains("[eval]: `decant run` does not run the eval stage yet") && message.contains("--until export"), "{message}");
+    assert!(!out.exists(), "a refused run wrote {}", out.display());
+
+    let distilled = run(&recipe, &out, &["--until", "distill"]);
+    assert!(distilled.status.success(), "{}", stderr(&distilled));
+    let manifest: Value = serde_json::from_str(&stdout(&distilled)).unwrap();
+    assert_eq!(manifest["stages"].as_array().unwrap().len(), 1);
+    assert!(!out.join("qat").exists());
+}

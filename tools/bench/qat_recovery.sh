@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# How much of the post-training quantization loss QAT wins back (issue 9's table).
+#
+# The quickstart student (10 layers depth-pruned from the reference teacher,
+# distilled on the synthetic extraction task) is distilled for DISTILL_STEPS,
+# then QAT-trained for a tenth of that at Q4_0 and at Q4_K_M. Each of F32,
+# post-training Q4_0 / Q4_K_M (the distilled student exported as is) and QAT
+# Q4_0 / Q4_K_M (the QAT student exported at its type) is evaluated on the
+# held-out examples rendered as ChatML text: perplexity, KL divergence from the
+# teacher, and task exact-match. The last lines give, per type, the share of the
+# perplexity degradation QAT recovers, (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32).
+#
+#   bash tools/bench/qat_recovery.sh            # DISTILL_STEPS=100 BATCH=4 by default
+#
+# Needs a built decant (cargo build --release, or DECANT=path) and the reference
+# teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
+# directory by default).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root="$PWD"
+decant="${DECANT:-$root/target/release/decant}"
+teacher="${DECANT_REFERENCE_MODEL:-$(bash tools/fetch-reference-model.sh)}"
+steps="${DISTILL_STEPS:-100}"
+batch="${BATCH:-4}"
+qat_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
+examples="${EXAMPLES:-40}"
+work="${WORK:-$(mktemp -d)}"
+mkdir -p "$work"
+echo "work directory: $work" >&2
+
+python3 - "$root/data/extract/eval.jsonl" "$work/eval-text.jsonl" <<'EOF'
+import json, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src) as f, open(dst, "w") as out:
+    for line in f:
+        turns = json.loads(line)["messages"]
+        text = "".join(f"<|im_start|>{t['role']}\n{t['content']}<|im_end|>\n" for t in turns)
+        out.write(json.dumps({"text": text}) + "\n")
+EOF
+
+recipe() {
+  cat <<EOF
+[teacher]
+model = "$teacher"
+
+[student.init]
+kind = "depth"
+keep = 10
+calibration_samples = 64
+
+[data]
+train = "$root/data/extract/train.jsonl"
+max_length = 256
+packing = true
+
+[distill]
+loss = { kind = "forward_kl" }
+alpha = 0.5
+
+[train]
+lr = 3e-4
+schedule = "cosine"
+min_lr = 3e-5
+warmup_steps = $(( steps / 10 ))
+steps = $steps
+batch_size = $batch
+clip_norm = 1.0
+seed = 0
+checkpoint_every = $steps
+
+[qat]
+type = "$1"
+steps = $qat_steps
+
+[export]
+types = ["$1"]
+name = "qat-recovery"
+EOF
+}
+
+run="$work/run-q4_0"
+recipe q4_0 > "$work/q4_0.toml"
+recipe q4_k_m > "$work/q4_k_m.toml"
+"$decant" distill "$work/q4_0.toml" --out "$run" --json > "$work/distill.json"
+mkdir -p "$work/run-q4_k_m"
+cp -r "$run/distill" "$work/run-q4_k_m/"
+student="$run/distill/student"
+
+"$decant" export --model "$student" --format gguf --type f32 --out "$work/f32.gguf" --json > /dev/null
+for mix in q4_0 q4_k_m; do
+  "$decant" qat "$work/$mix.toml" --out "$work/run-$mix" --json > "$work/qat-$mix.json"
+  "$decant" export --model "$student" --format gguf --type "$mix" --out "$work/ptq-$mix.gguf" --json > /dev/null
+  "$decant" export --model "$work/run-$mix/qat/student" --format gguf --type "$mix" \
+    --out "$work/qat-$mix.gguf" --json > /dev/null
+done
+
+printf '%-12s %10s %10s %8s\n' model ppl kld exact
+for name in f32 ptq-q4_0 qat-q4_0 ptq-q4_k_m qat-q4_k_m; do
+  model="$work/$name.gguf"
+  "$decant" eval --model "$model" --teacher "$teacher" --data "$work/eval-text.jsonl" \
+    --metrics ppl,kld --json > "$work/eval-$name.json"
+  "$decant" eval --model "$model" --data "$root/data/extract/eval.jsonl" --metrics exact \
+    --max-examples "$examples" --max-new-tokens 96 --json > "$work/exact-$name.json"
+  python3 - "$name" "$work/eval-$name.json" "$work/exact-$name.json" <<'EOF'
+import json, sys
+name, scores, exact = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+ppl, kld = scores["ppl"]["value"], scores["kld"]["mean"]
+exact_match = exact["exact"]["exact_match"]
+print(f"{name:<12} {ppl:>10.4f} {kld:>10.5f} {exact_match:>8.3f}")
+EOF
+done | tee "$work/table.txt"
+
+python3 - "$work/table.txt" <<'EOF'
+import sys
+rows = {l.split()[0]: float(l.split()[1]) for l in open(sys.argv[1])}
+for mix in ("q4_0", "q4_k_m"):
+    lost = rows[f"ptq-{mix}"] - rows["f32"]
+    won = rows[f"ptq-{mix}"] - rows[f"qat-{mix}"]
+    share = won / lost if lost > 0 else float("nan")
+    print(f"{mix}: PTQ adds {lost:+.4f} ppl, QAT wins back {won:+.4f} ({share:.0%})")
+EOF
