@@ -1,46 +1,26 @@
 //! `decant distill`: the distill stage of a recipe alone.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
-use decant::recipe;
 use decant::stage::distill::DistillStage;
-use train::BackendKind;
 
+use crate::stage_args::StageArgs;
+
+/// The stage writes RUN_DIR/distill.
 #[derive(clap::Args)]
 pub struct DistillArgs {
-    /// The recipe (TOML).
-    recipe: PathBuf,
-    /// The run directory; the stage writes RUN_DIR/distill [default: runs/<recipe name>].
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Continue a stopped stage from its newest checkpoint.
-    #[arg(long)]
-    resume: bool,
-    /// The backend to train on [default: the recipe's `train.backend`].
-    #[arg(long, value_parser = parse_backend)]
-    backend: Option<BackendKind>,
-    /// Print one JSON object describing what was written.
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn parse_backend(name: &str) -> Result<BackendKind, String> {
-    name.parse().map_err(|e: train::BackendError| e.to_string())
+    #[command(flatten)]
+    stage: StageArgs,
 }
 
 pub fn run(args: DistillArgs) -> Result<()> {
-    let checked = recipe::load(&args.recipe)?;
-    for warning in &checked.warnings {
-        eprintln!("{warning}");
-    }
+    let args = args.stage;
+    let checked = args.load()?;
     let recipe = &checked.recipe;
-    let run_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.export.name));
     let stage = DistillStage {
         recipe,
-        dir: run_dir.join("distill"),
+        dir: args.run_dir(recipe).join("distill"),
         resume: args.resume,
-        backend: args.backend.unwrap_or(recipe.train.backend),
+        backend: args.backend(recipe),
         progress: true,
     };
     let report = stage

@@ -15,6 +15,7 @@ mod qat_cmd;
 mod quantize_cmd;
 mod recipe_cmd;
 mod run_cmd;
+mod stage_args;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

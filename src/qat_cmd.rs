@@ -1,41 +1,26 @@
 //! `decant qat`: the QAT stage of a recipe alone, on a completed distill stage.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
-use decant::recipe;
 use decant::stage::qat::QatStage;
-use train::BackendKind;
 
+use crate::stage_args::StageArgs;
+
+/// Reads RUN_DIR/distill, writes RUN_DIR/qat; the recipe needs a [qat] section.
 #[derive(clap::Args)]
 pub struct QatArgs {
-    /// The recipe (TOML), with a [qat] section.
-    recipe: PathBuf,
-    /// The run directory: reads RUN_DIR/distill, writes RUN_DIR/qat [default: runs/<recipe name>].
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Continue a stopped stage from its newest checkpoint.
-    #[arg(long)]
-    resume: bool,
-    /// The backend to train on [default: the recipe's `train.backend`].
-    #[arg(long, value_parser = crate::distill_cmd::parse_backend)]
-    backend: Option<BackendKind>,
-    /// Print one JSON object describing what was written.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    stage: StageArgs,
 }
 
 pub fn run(args: QatArgs) -> Result<()> {
-    let checked = recipe::load(&args.recipe)?;
-    for warning in &checked.warnings {
-        eprintln!("{warning}");
-    }
+    let args = args.stage;
+    let checked = args.load()?;
     let recipe = &checked.recipe;
     let stage = QatStage {
         recipe,
-        run_dir: args.out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.export.name)),
+        run_dir: args.run_dir(recipe),
         resume: args.resume,
-        backend: args.backend.unwrap_or(recipe.train.backend),
+        backend: args.backend(recipe),
         progress: true,
     };
     let report = stage

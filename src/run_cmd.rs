@@ -1,48 +1,32 @@
 //! `decant run`: a recipe's stages into one run directory, with its manifest.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
-use decant::recipe;
 use decant::stage::pipeline::{Pipeline, StageName};
-use train::BackendKind;
+
+use crate::stage_args::StageArgs;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The recipe (TOML).
-    recipe: PathBuf,
-    /// The run directory [default: runs/<recipe name>].
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Continue a stopped stage from its newest checkpoint.
-    #[arg(long)]
-    resume: bool,
-    /// The backend to train on [default: the recipe's `train.backend`].
-    #[arg(long, value_parser = crate::distill_cmd::parse_backend)]
-    backend: Option<BackendKind>,
+    #[command(flatten)]
+    stage: StageArgs,
     /// Stop after this stage.
     #[arg(long, value_enum, value_name = "STAGE")]
     until: Option<StageName>,
-    /// Print the manifest as one JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let checked = recipe::load(&args.recipe)?;
-    for warning in &checked.warnings {
-        eprintln!("{warning}");
-    }
+    let (until, args) = (args.until, args.stage);
+    let checked = args.load()?;
     let recipe = &checked.recipe;
-    let run_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&recipe.export.name));
+    let run_dir = args.run_dir(recipe);
     let manifest = Pipeline {
         recipe,
         recipe_path: &args.recipe,
         run_dir: run_dir.clone(),
         resume: args.resume,
-        backend: args.backend.unwrap_or(recipe.train.backend),
+        backend: args.backend(recipe),
         progress: true,
-        until: args.until,
+        until,
     }
     .run()
     .with_context(|| format!("run of {}", args.recipe.display()))?;

@@ -1,25 +1,13 @@
 //! `[qat]`: quantization-aware fine-tuning against the exact rounding of the
 //! exported GGUF.
 
-use quantize::GgmlType;
 use quantize::mix::Mix;
 use serde::{Serialize, Serializer};
 
 use super::reader::{Table, above_zero, boolean, one_of, parsed, positive};
 use super::train::Train;
 
-/// The block formats the fake-quant forward reproduces bit for bit (issue 9);
-/// a mix is accepted when its base type is one of them.
-pub const FAKE_QUANT_TYPES: [GgmlType; 8] = [
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
+pub use train::qat::FAKE_QUANT_TYPES;
 
 /// What the QAT loss distils from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -19,16 +19,7 @@ use train::{CpuBackend, Transformer};
 
 type B = Autodiff<CpuBackend>;
 
-const TYPES: [GgmlType; 8] = [
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
+const TYPES: [GgmlType; 8] = train::qat::FAKE_QUANT_TYPES;
 
 /// Rows of 256 or 512 values everywhere, so that every type's blocks fit.
 fn config(hidden: usize) -> ModelConfig {

@@ -12,6 +12,18 @@ use crate::blocks::{
 };
 use crate::dequantize;
 
+/// The types [`inside_range`] knows the grids of.
+pub const CLIP_RANGE_TYPES: [GgmlType; 8] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
 /// Where a block keeps its quants, and the bytes that set every quant to its lowest
 /// and to its highest code.
 struct Codes {
@@ -136,16 +148,7 @@ mod tests {
     use super::*;
     use crate::{dequantize_to_vec, quantize_to_vec};
 
-    const TYPES: [GgmlType; 8] = [
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q4K,
-        GgmlType::Q5K,
-        GgmlType::Q6K,
-    ];
+    const TYPES: [GgmlType; 8] = CLIP_RANGE_TYPES;
     const N: usize = 512;
 
     /// Uniform in [-1, 1), from splitmix64.

@@ -26,7 +26,7 @@ mod q6_k;
 mod round;
 mod scale_fit;
 
-pub use clip::inside_range;
+pub use clip::{CLIP_RANGE_TYPES, inside_range};
 
 use crate::GgmlType;
 use crate::blocks::Block;
