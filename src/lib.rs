@@ -5,6 +5,7 @@
 pub mod inspect;
 pub mod label;
 pub mod model_arg;
+pub mod publish;
 pub mod recipe;
 pub mod stage;
 pub mod task_eval;

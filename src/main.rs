@@ -11,6 +11,7 @@ mod generate_cmd;
 mod imatrix_cmd;
 mod label_cmd;
 mod logits_cmd;
+mod publish_cmd;
 mod qat_cmd;
 mod quantize_cmd;
 mod recipe_cmd;
@@ -75,8 +76,10 @@ enum Command {
     Imatrix(imatrix_cmd::ImatrixArgs),
     /// Export a model to GGUF (with an Ollama Modelfile) or to a Hugging Face safetensors directory.
     Export(export_cmd::ExportArgs),
-    /// Run a recipe's stages (distill, QAT, export) into a run directory with a manifest.
+    /// Run a recipe's stages (distill, QAT, export, publish) into a run directory with a manifest.
     Run(run_cmd::RunArgs),
+    /// Publish a completed run's exported files to a model registry (file:///DIR).
+    Publish(publish_cmd::PublishArgs),
     /// Run a recipe's distill stage: prune the teacher into a student and train it against the teacher.
     Distill(distill_cmd::DistillArgs),
     /// Run a recipe's QAT stage: fine-tune the distilled student against the exact rounding of its export type.
@@ -112,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export_cmd::run(args),
         Command::Distill(args) => distill_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Publish(args) => publish_cmd::run(args),
         Command::Qat(args) => qat_cmd::run(args),
         Command::Label(args) => label_cmd::run(args),
         Command::CacheTeacher(args) => cache_teacher_cmd::run(args),

@@ -19,7 +19,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let checked = args.load()?;
     let recipe = &checked.recipe;
     let run_dir = args.run_dir(recipe);
-    let manifest = Pipeline {
+    let report = Pipeline {
         recipe,
         recipe_path: &args.recipe,
         run_dir: run_dir.clone(),
@@ -31,9 +31,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     .run()
     .with_context(|| format!("run of {}", args.recipe.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string(&manifest)?);
+        println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
+    let manifest = &report.manifest;
     for stage in &manifest.stages {
         let state = if stage.reused { "reused" } else { "done" };
         println!("{:<8} {state}", format!("{:?}", stage.stage).to_lowercase());
@@ -42,5 +43,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("{:>12} bytes  {}", artifact.size, run_dir.join(&artifact.path).display());
     }
     println!("manifest: {}", run_dir.join(decant::stage::pipeline::MANIFEST_FILE).display());
+    if let Some(published) = &report.published {
+        crate::publish_cmd::print(published);
+    }
     Ok(())
 }

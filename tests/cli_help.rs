@@ -20,7 +20,7 @@ fn help_lists_only_working_commands() {
         commands,
         [
             "cache-teacher", "data", "distill", "eval", "export", "generate", "help", "imatrix", "inspect", "label", "logits",
-            "qat", "quantize", "recipe", "run", "tokenize"
+            "publish", "qat", "quantize", "recipe", "run", "tokenize"
         ],
         "{help}"
     );

@@ -38,9 +38,12 @@ fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
     let out = dir.path().join("run");
     let first = run(&recipe, &out, &[]);
     assert!(first.status.success(), "{}", stderr(&first));
-    let manifest: Value = serde_json::from_str(&stdout(&first)).unwrap();
+    let report: Value = serde_json::from_str(&stdout(&first)).unwrap();
+    assert_eq!(report["published"], Value::Null);
+    let manifest = &report["manifest"];
     let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest, on_disk);
+    assert_eq!(manifest, &on_disk);
+    assert_eq!(manifest["name"], "tiny-student");
 
     let stages: Vec<(&str, bool)> = manifest["stages"]
         .as_array()
@@ -79,6 +82,7 @@ fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
     let again = run(&recipe, &out, &[]);
     assert!(again.status.success(), "{}", stderr(&again));
     let rerun: Value = serde_json::from_str(&stdout(&again)).unwrap();
+    let rerun = &rerun["manifest"];
     assert!(rerun["stages"].as_array().unwrap().iter().all(|s| s["reused"] == true), "{rerun}");
     assert_eq!(rerun["artifacts"], manifest["artifacts"]);
     assert!(started.elapsed().as_secs() < 60, "a finished run took {:?} to rerun", started.elapsed());
@@ -98,7 +102,7 @@ fn stages_run_does_not_have_yet_are_refused_unless_the_run_stops_before_them() {
 
     let distilled = run(&recipe, &out, &["--until", "distill"]);
     assert!(distilled.status.success(), "{}", stderr(&distilled));
-    let manifest: Value = serde_json::from_str(&stdout(&distilled)).unwrap();
-    assert_eq!(manifest["stages"].as_array().unwrap().len(), 1);
+    let report: Value = serde_json::from_str(&stdout(&distilled)).unwrap();
+    assert_eq!(report["manifest"]["stages"].as_array().unwrap().len(), 1);
     assert!(!out.join("qat").exists());
 }

@@ -20,6 +20,8 @@ pub enum StageError {
     Divergence(#[from] distill::DivergenceError),
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -1,7 +1,8 @@
 //! `decant run`: the recipe's stages in order — distill, QAT when the recipe
 //! has `[qat]`, export — each keyed by the hash of its inputs, so that a rerun
 //! skips what is complete and `--resume` continues a stopped stage; then
-//! `manifest.json`, every artifact with its sha256, size, parents and metrics.
+//! `manifest.json`, every artifact with its sha256, size, parents and metrics;
+//! then, with `[publish]`, the exported files to the registry.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use super::distill::DistillStage;
 use super::qat::QatStage;
 use super::state::{self, sha256_of};
 use super::{StageError, export};
+use crate::publish::{Published, Release};
 use crate::recipe::Recipe;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -25,6 +27,7 @@ pub enum StageName {
     Distill,
     Qat,
     Export,
+    Publish,
 }
 
 pub struct Pipeline<'a> {
@@ -63,6 +66,8 @@ pub struct Artifact {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Manifest {
+    /// The model's name (`[export] name`).
+    pub name: String,
     pub decant_version: &'static str,
     pub recipe: PathBuf,
     pub recipe_sha256: String,
@@ -70,10 +75,17 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
 }
 
+/// What `decant run` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub manifest: Manifest,
+    pub published: Option<Published>,
+}
+
 impl Pipeline<'_> {
-    pub fn run(self) -> Result<Manifest, StageError> {
+    pub fn run(self) -> Result<RunReport, StageError> {
         self.check_sections()?;
-        let until = self.until.unwrap_or(StageName::Export);
+        let until = self.until.unwrap_or(StageName::Publish);
         let recipe = self.recipe;
         let run_dir = &self.run_dir;
         let mut stages = Vec::new();
@@ -141,6 +153,7 @@ impl Pipeline<'_> {
 
         let recipe_bytes = std::fs::read(self.recipe_path).map_err(|e| StageError::io(self.recipe_path, e))?;
         let manifest = Manifest {
+            name: recipe.export.name.clone(),
             decant_version: env!("CARGO_PKG_VERSION"),
             recipe: self.recipe_path.to_owned(),
             recipe_sha256: format!("{:x}", Sha256::digest(&recipe_bytes)),
@@ -148,21 +161,28 @@ impl Pipeline<'_> {
             artifacts,
         };
         state::write_json(&run_dir.join(MANIFEST_FILE), &manifest)?;
-        Ok(manifest)
+        let published = match &recipe.publish {
+            Some(publish) if until >= StageName::Publish => {
+                let release = Release::of_run(run_dir, Some(&publish.model_name))?;
+                Some(crate::publish::publish(&release, &publish.registry)?)
+            }
+            _ => None,
+        };
+        Ok(RunReport { manifest, published })
     }
 
     /// Sections whose stages `decant run` does not have yet are refused before
     /// any work, unless `--until` stops the run before them.
     fn check_sections(&self) -> Result<(), StageError> {
-        let pending = [("eval", self.recipe.eval.is_some()), ("publish", self.recipe.publish.is_some())];
-        match pending.iter().find(|(_, present)| *present) {
-            Some((section, _)) if self.until.is_none() => Err(StageError::Unsupported(format!(
-                "[{section}]: `decant run` does not run the {section} stage yet; stop before it \
-                 with `--until export` (then `decant eval` the files in RUN_DIR/export), or \
-                 remove the section"
-            ))),
-            _ => Ok(()),
+        if self.recipe.eval.is_some() && self.until.is_none_or(|stage| stage > StageName::Export) {
+            return Err(StageError::Unsupported(
+                "[eval]: `decant run` does not run the eval stage yet; stop before it with \
+                 `--until export` (then `decant eval` the files in RUN_DIR/export), or remove the \
+                 section"
+                    .to_owned(),
+            ));
         }
+        Ok(())
     }
 }
 
