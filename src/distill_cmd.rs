@@ -16,6 +16,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let args = args.stage;
     let checked = args.load()?;
     let recipe = &checked.recipe;
+    let _lock = args.lock(recipe)?;
     let stage = DistillStage {
         recipe,
         dir: args.run_dir(recipe).join("distill"),

@@ -4,6 +4,7 @@
 
 pub mod inspect;
 pub mod label;
+pub mod lock;
 pub mod model_arg;
 pub mod publish;
 pub mod recipe;

@@ -16,6 +16,7 @@ pub fn run(args: QatArgs) -> Result<()> {
     let args = args.stage;
     let checked = args.load()?;
     let recipe = &checked.recipe;
+    let _lock = args.lock(recipe)?;
     let stage = QatStage {
         recipe,
         run_dir: args.run_dir(recipe),

@@ -19,7 +19,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let checked = args.load()?;
     let recipe = &checked.recipe;
     let run_dir = args.run_dir(recipe);
-    let report = Pipeline {
+    let pipeline = Pipeline {
         recipe,
         recipe_path: &args.recipe,
         run_dir: run_dir.clone(),
@@ -27,9 +27,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         backend: args.backend(recipe),
         progress: true,
         until,
-    }
-    .run()
-    .with_context(|| format!("run of {}", args.recipe.display()))?;
+    };
+    let context = || format!("run of {}", args.recipe.display());
+    pipeline.check_sections().with_context(context)?;
+    let _lock = args.lock(recipe)?;
+    let report = pipeline.run().with_context(context)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());

@@ -28,6 +28,11 @@ impl StageArgs {
         self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&recipe.export.name))
     }
 
+    /// `RUN_DIR/.lock`: one decant at a time works in a run directory.
+    pub fn lock(&self, recipe: &Recipe) -> anyhow::Result<decant::lock::Lock> {
+        Ok(decant::lock::Lock::take(&self.run_dir(recipe).join(".lock"), "this run directory")?)
+    }
+
     pub fn backend(&self, recipe: &Recipe) -> BackendKind {
         self.backend.unwrap_or(recipe.train.backend)
     }

@@ -165,9 +165,32 @@ fn recipes_the_stage_cannot_run_are_refused_naming_the_key() {
             "dtype = \"bf16\"\n",
             "[train] dtype = \"bf16\"",
         ),
+        (
+            "kind = \"layers\"\nlayers = [0]",
+            "devices = 2\n",
+            "[train] devices: data-parallel training is not available yet",
+        ),
+        (
+            "kind = \"layers\"\nlayers = [0]",
+            "[distill.hidden]\nkind = \"mse\"\n",
+            "[distill.hidden]: hidden-state alignment is not available yet",
+        ),
+        (
+            "kind = \"layers\"\nlayers = [0]",
+            "",
+            "[train] min_lr: the linear schedule decays to 0",
+        ),
     ];
     for (student, extra, expected) in cases {
         let recipe = recipe(dir.path(), student, 2, extra);
+        // Keys the shared recipe sets already are changed in place.
+        let text = std::fs::read_to_string(&recipe).unwrap();
+        let text = match expected {
+            e if e.contains("linear") => text.replace("schedule = \"cosine\"", "schedule = \"linear\""),
+            e if e.contains("devices") => text.replace("batch_size = 1", "batch_size = 2"),
+            _ => text,
+        };
+        std::fs::write(&recipe, text).unwrap();
         let output = distill(&recipe, &dir.path().join("run"), &[]);
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));

@@ -89,11 +89,19 @@ fn versions_hold_the_run_s_files_and_a_killed_publish_registers_nothing() {
     assert!(stderr(&refused).contains("it changed after the run"), "{}", stderr(&refused));
     assert!(!other.join("index.json").exists());
 
-    // A held lock names its holder.
-    std::fs::write(registry.join(".lock"), "4242").unwrap();
+    // A lock held by a live process (this test) names its holder; a dead
+    // holder's lock is stale and taken over.
+    std::fs::write(registry.join(".lock"), std::process::id().to_string()).unwrap();
     let locked = publish(&first, &registry);
     assert_eq!(locked.status.code(), Some(1));
-    assert!(stderr(&locked).contains("another publish (pid 4242) holds the registry"), "{}", stderr(&locked));
+    let expected = format!("the registry is in use by decant pid {}", std::process::id());
+    assert!(stderr(&locked).contains(&expected), "{}", stderr(&locked));
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(registry.join(".lock"), dead.to_string()).unwrap();
+    assert_eq!(published(&first, &registry)["reused"], true);
+    assert!(!registry.join(".lock").exists());
 }
 
 #[test]

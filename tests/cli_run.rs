@@ -106,3 +106,44 @@ fn stages_run_does_not_have_yet_are_refused_unless_the_run_stops_before_them() {
     assert_eq!(report["manifest"]["stages"].as_array().unwrap().len(), 1);
     assert!(!out.join("qat").exists());
 }
+
+#[test]
+fn a_second_process_on_the_same_run_directory_is_refused_and_a_stale_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), EXPORT);
+    let out = dir.path().join("run");
+    let (recipe_arg, out_arg) = (recipe.to_str().unwrap(), out.to_str().unwrap());
+
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(["run", recipe_arg, "--out", out_arg, "--until", "distill"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = out.join(".lock");
+    let started = Instant::now();
+    while !lock.is_file() || std::fs::read_to_string(&lock).unwrap().is_empty() {
+        assert!(started.elapsed().as_secs() < 60, "the first run never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for command in ["run", "distill", "qat"] {
+        let refused = decant(&[command, recipe_arg, "--out", out_arg]);
+        assert_eq!(refused.status.code(), Some(1), "{command}");
+        let message = stderr(&refused);
+        assert!(
+            message.contains(&format!("this run directory is in use by decant pid {}", first.id())),
+            "{command}: {message}"
+        );
+    }
+    assert!(first.wait().unwrap().success());
+    assert!(!lock.exists(), "the lock outlived its run");
+
+    // A holder that is gone (killed before it could remove its lock): stale.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&lock, pid.to_string()).unwrap();
+    let again = run(&recipe, &out, &["--until", "distill"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!lock.exists());
+}

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{PublishError, Published, Release, ReleaseFile};
+use crate::lock::Lock;
 use crate::stage::pipeline::MANIFEST_FILE;
 use crate::stage::state::sha256_of;
 
@@ -58,7 +59,7 @@ impl FileRegistry {
     pub fn publish(&self, release: &Release) -> Result<Published, PublishError> {
         check_name(&release.name)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| PublishError::io(&self.dir, e))?;
-        let _lock = Lock::take(&self.dir.join(LOCK_FILE))?;
+        let _lock = Lock::take(&self.dir.join(LOCK_FILE), "the registry")?;
         let index_path = self.dir.join(INDEX_FILE);
         let mut index = read_index(&index_path)?;
         let content = content_sha256(&release.files);
@@ -175,38 +176,4 @@ fn copy_synced(source: &Path, dest: &Path) -> Result<(), PublishError> {
 
 fn sync_dir(dir: &Path) -> Result<(), PublishError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(|e| PublishError::io(dir, e))
-}
-
-/// `DIR/.lock`, holding the publisher's pid, removed when dropped.
-struct Lock {
-    path: PathBuf,
-}
-
-impl Lock {
-    fn take(path: &Path) -> Result<Lock, PublishError> {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-            Ok(mut file) => {
-                write!(file, "{}", std::process::id()).map_err(|e| PublishError::io(path, e))?;
-                Ok(Lock { path: path.to_owned() })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let holder = std::fs::read_to_string(path).unwrap_or_default();
-                Err(PublishError::Registry {
-                    path: path.to_owned(),
-                    message: format!(
-                        "another publish (pid {}) holds the registry; wait for it, or remove the \
-                         file if that process is gone",
-                        holder.trim()
-                    ),
-                })
-            }
-            Err(e) => Err(PublishError::io(path, e)),
-        }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }

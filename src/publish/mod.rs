@@ -21,6 +21,8 @@ pub enum PublishError {
     Run { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
     Registry { path: PathBuf, message: String },
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("{0}")]
     Unsupported(String),
 }

@@ -173,7 +173,7 @@ impl Pipeline<'_> {
 
     /// Sections whose stages `decant run` does not have yet are refused before
     /// any work, unless `--until` stops the run before them.
-    fn check_sections(&self) -> Result<(), StageError> {
+    pub fn check_sections(&self) -> Result<(), StageError> {
         if self.recipe.eval.is_some() && self.until.is_none_or(|stage| stage > StageName::Export) {
             return Err(StageError::Unsupported(
                 "[eval]: `decant run` does not run the eval stage yet; stop before it with \
