@@ -5,6 +5,7 @@ mod cache_teacher_cmd;
 mod data_cmd;
 mod distill_cmd;
 mod eval_cmd;
+mod eval_table;
 mod eval_task;
 mod export_cmd;
 mod generate_cmd;
@@ -76,7 +77,7 @@ enum Command {
     Imatrix(imatrix_cmd::ImatrixArgs),
     /// Export a model to GGUF (with an Ollama Modelfile) or to a Hugging Face safetensors directory.
     Export(export_cmd::ExportArgs),
-    /// Run a recipe's stages (distill, QAT, export, publish) into a run directory with a manifest.
+    /// Run a recipe's stages (distill, QAT, export, eval, publish) into a run directory with a manifest.
     Run(run_cmd::RunArgs),
     /// Publish a completed run's exported files to a model registry (file:///DIR).
     Publish(publish_cmd::PublishArgs),

@@ -28,15 +28,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         progress: true,
         until,
     };
-    let context = || format!("run of {}", args.recipe.display());
-    pipeline.check_sections().with_context(context)?;
     let _lock = args.lock(recipe)?;
-    let report = pipeline.run().with_context(context)?;
+    let report = pipeline.run().with_context(|| format!("run of {}", args.recipe.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
     let manifest = &report.manifest;
+    if let Some(eval) = &report.eval {
+        crate::eval_table::print(eval);
+    }
     for stage in &manifest.stages {
         let state = if stage.reused { "reused" } else { "done" };
         println!("{:<8} {state}", format!("{:?}", stage.stage).to_lowercase());

@@ -89,22 +89,53 @@ fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
 }
 
 #[test]
-fn stages_run_does_not_have_yet_are_refused_unless_the_run_stops_before_them() {
+fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_threshold() {
     let dir = tempfile::tempdir().unwrap();
-    let sections = format!("{EXPORT}\n[eval]\nmetrics = [\"exact\"]\ndata = \"train.jsonl\"\n");
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/eval.jsonl")).unwrap();
+    let examples: String = shipped.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("eval.jsonl"), examples).unwrap();
+    let sections = format!(
+        "{EXPORT}\n[eval]\nmetrics = [\"ppl\", \"kld\", \"top1\", \"exact\"]\ndata = \"{}\"\nmax_new_tokens = 48\ncascade = {{ target_accuracy = 0.5 }}\n",
+        dir.path().join("eval.jsonl").display()
+    );
     let recipe = recipe(dir.path(), &sections);
     let out = dir.path().join("run");
-    let refused = run(&recipe, &out, &[]);
-    assert_eq!(refused.status.code(), Some(1));
-    let message = stderr(&refused);
-    assert!(message.contains("[eval]: `decant run` does not run the eval stage yet") && message.contains("--until export"), "{message}");
-    assert!(!out.exists(), "a refused run wrote {}", out.display());
 
     let distilled = run(&recipe, &out, &["--until", "distill"]);
     assert!(distilled.status.success(), "{}", stderr(&distilled));
     let report: Value = serde_json::from_str(&stdout(&distilled)).unwrap();
     assert_eq!(report["manifest"]["stages"].as_array().unwrap().len(), 1);
-    assert!(!out.join("qat").exists());
+    assert_eq!(report["eval"], Value::Null);
+
+    let full = run(&recipe, &out, &[]);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let report: Value = serde_json::from_str(&stdout(&full)).unwrap();
+    let stages: Vec<&str> = report["manifest"]["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["distill", "qat", "export", "eval"]);
+    let models = report["eval"]["models"].as_array().unwrap();
+    let labels: Vec<&str> = models.iter().map(|m| m["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["teacher", "q4_0"]);
+    assert_eq!(report["eval"]["examples"], 4);
+    let (teacher, student) = (&models[0], &models[1]);
+    assert!(teacher["ppl"].as_f64().unwrap() > 1.0 && teacher["kld"].is_null(), "{teacher}");
+    assert!(student["ppl"].as_f64().unwrap() > 1.0, "{student}");
+    assert!(student["kld"].as_f64().unwrap() > 0.0, "{student}");
+    assert!((0.0..=1.0).contains(&student["top1"].as_f64().unwrap()), "{student}");
+    for model in models {
+        assert!((0.0..=1.0).contains(&model["exact_match"].as_f64().unwrap()), "{model}");
+        let curve = model["cascade"]["curve"].as_array().unwrap();
+        assert!(!curve.is_empty() && curve.last().unwrap()["coverage"] == 1.0, "{model}");
+    }
+    let gguf = report["manifest"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "gguf")
+        .unwrap();
+    assert_eq!(gguf["metrics"]["eval"]["kld"], student["kld"]);
+    let stdout_table = decant(&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let table = stdout(&stdout_table);
+    assert!(table.contains("teacher") && table.contains("q4_0") && table.contains("exact"), "{table}");
 }
 
 #[test]

@@ -32,16 +32,13 @@ pub fn prepare(
         format: data.format,
         columns: data.columns.clone(),
     };
-    let source = DataSource::from_files(data.train.files.clone(), spec);
+    let source = DataSource::from_files(data.train.files.clone(), spec.clone());
     let template = if data.chat_template { template } else { None };
     let renderer = Renderer::new(tokenizer, template, data.train_on);
     let prepare = Prepare::new(renderer, Some(data.max_length as usize), data.truncation)?;
     let (documents, stats) = match data.held_out {
-        Some(fraction) => {
-            let split = Split::new(
-                source.clone(),
-                HeldOut::Fraction(FractionSplit::new(fraction, SPLIT_SEED)?),
-            )?;
+        Some(_) => {
+            let split = held_out_split(data, spec)?;
             Documents::build(split.records(part), &prepare, &split.origin(part))?
         }
         None => Documents::build(source.records(), &prepare, &source.origin())?,
@@ -51,4 +48,15 @@ pub fn prepare(
         stats,
         files: source.files().to_vec(),
     })
+}
+
+/// `[data] train` split by `held_out` (its fraction, or none held out).
+pub fn held_out_split(data: &Data, spec: RecordSpec) -> Result<Split, StageError> {
+    let Some(fraction) = data.held_out else {
+        return Err(StageError::Unsupported(
+            "[data]: nothing is held out for evaluation; set `held_out`, `[data] eval` or `[eval] data`".to_owned(),
+        ));
+    };
+    let source = DataSource::from_files(data.train.files.clone(), spec);
+    Ok(Split::new(source, HeldOut::Fraction(FractionSplit::new(fraction, SPLIT_SEED)?))?)
 }

@@ -1,8 +1,10 @@
 //! Pipeline stages: each reads a checked recipe, does one part of the run in
 //! its own directory and reports what it wrote.
 
+pub mod cascade;
 pub mod data;
 pub mod distill;
+pub mod eval;
 pub mod export;
 mod error;
 pub mod pipeline;

@@ -1,8 +1,9 @@
 //! `decant run`: the recipe's stages in order — distill, QAT when the recipe
 //! has `[qat]`, export — each keyed by the hash of its inputs, so that a rerun
 //! skips what is complete and `--resume` continues a stopped stage; then
-//! `manifest.json`, every artifact with its sha256, size, parents and metrics;
-//! then, with `[publish]`, the exported files to the registry.
+//! the eval stage with `[eval]`; `manifest.json`, every artifact with its
+//! sha256, size, parents and metrics; then, with `[publish]`, the exported
+//! files to the registry.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use train::BackendKind;
 use super::distill::DistillStage;
 use super::qat::QatStage;
 use super::state::{self, sha256_of};
+use super::eval::{self, EvalReport};
 use super::{StageError, export};
 use crate::publish::{Published, Release};
 use crate::recipe::Recipe;
@@ -27,6 +29,7 @@ pub enum StageName {
     Distill,
     Qat,
     Export,
+    Eval,
     Publish,
 }
 
@@ -79,12 +82,13 @@ pub struct Manifest {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
     pub manifest: Manifest,
+    /// Every evaluated model's scores, the teacher's first.
+    pub eval: Option<EvalReport>,
     pub published: Option<Published>,
 }
 
 impl Pipeline<'_> {
     pub fn run(self) -> Result<RunReport, StageError> {
-        self.check_sections()?;
         let until = self.until.unwrap_or(StageName::Publish);
         let recipe = self.recipe;
         let run_dir = &self.run_dir;
@@ -136,6 +140,7 @@ impl Pipeline<'_> {
             (student, upstream) = (qat.student, qat.inputs);
         }
 
+        let mut evaluated = None;
         if until >= StageName::Export {
             let exported = export::run(recipe, run_dir, &student, &upstream)?;
             stages.push(StageRun { stage: StageName::Export, inputs: exported.inputs.clone(), reused: exported.reused });
@@ -148,6 +153,17 @@ impl Pipeline<'_> {
                     vec![relative(run_dir, &student)],
                     json!({ "type": file.ty, "tensors": file.tensors }),
                 )?);
+            }
+            if recipe.eval.is_some() && until >= StageName::Eval {
+                let report = eval::run(recipe, run_dir, &exported)?;
+                stages.push(StageRun { stage: StageName::Eval, inputs: report.inputs.clone(), reused: report.reused });
+                for scores in &report.models {
+                    let path = relative(run_dir, &scores.model);
+                    if let Some(artifact) = artifacts.iter_mut().find(|a| a.path == path) {
+                        artifact.metrics["eval"] = serde_json::to_value(scores).expect("serializable");
+                    }
+                }
+                evaluated = Some(report);
             }
         }
 
@@ -168,21 +184,7 @@ impl Pipeline<'_> {
             }
             _ => None,
         };
-        Ok(RunReport { manifest, published })
-    }
-
-    /// Sections whose stages `decant run` does not have yet are refused before
-    /// any work, unless `--until` stops the run before them.
-    pub fn check_sections(&self) -> Result<(), StageError> {
-        if self.recipe.eval.is_some() && self.until.is_none_or(|stage| stage > StageName::Export) {
-            return Err(StageError::Unsupported(
-                "[eval]: `decant run` does not run the eval stage yet; stop before it with \
-                 `--until export` (then `decant eval` the files in RUN_DIR/export), or remove the \
-                 section"
-                    .to_owned(),
-            ));
-        }
-        Ok(())
+        Ok(RunReport { manifest, eval: evaluated, published })
     }
 }
 
