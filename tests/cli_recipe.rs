@@ -66,10 +66,10 @@ fn quickstart_summary() {
         "{text}"
     );
     for expected in [
-        "student   the teacher's 10 most important layers (128 calibration examples)",
+        "student   the teacher's 10 most important layers (64 calibration examples)",
         "distill   forward KL, T=1, CE weight 0.5, online teacher, full vocabulary",
-        "300 steps, AdamW",
-        "qat       q4_k_m, 30 steps",
+        "48 steps, AdamW",
+        "qat       q4_k_m, 6 steps",
         "export    gguf (q4_k_m, q8_0) + safetensors as 'smollm2-extract-10l'",
         "eval      ppl, kld, top1, exact; cascade at 0.9 accuracy",
     ] {

@@ -52,7 +52,7 @@ fn every_shipped_recipe_checks() {
         quickstart.student.init,
         StudentInit::Depth {
             keep: 10,
-            calibration_samples: 128
+            calibration_samples: 64
         }
     );
     assert_eq!(quickstart.train.backend.name(), "cpu");

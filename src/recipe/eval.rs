@@ -55,6 +55,8 @@ pub struct Eval {
     pub data: Option<DataFiles>,
     /// Longest generated answer for `exact`.
     pub max_new_tokens: u64,
+    /// Evaluate the first N examples only.
+    pub max_examples: Option<u64>,
     pub cascade: Option<Cascade>,
 }
 
@@ -78,6 +80,7 @@ pub fn read(mut table: Table<'_, '_>, base: &Path, has_teacher: bool) -> Option<
     });
     let data = data_files(&mut table, "data", base, false);
     let max_new_tokens = table.optional("max_new_tokens", positive).unwrap_or(256);
+    let max_examples = table.optional("max_examples", positive);
     let cascade = table.table("cascade").and_then(read_cascade);
     let out = table.collector();
     if let Some(metrics) = &metrics
@@ -113,6 +116,7 @@ pub fn read(mut table: Table<'_, '_>, base: &Path, has_teacher: bool) -> Option<
         metrics,
         data,
         max_new_tokens,
+        max_examples,
         cascade,
     })
 }

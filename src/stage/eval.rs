@@ -170,7 +170,8 @@ fn records(recipe: &Recipe, eval: &Eval) -> Result<(Vec<Record>, String), StageE
             (split.records(datasets::Part::HeldOut).collect(), split.origin(datasets::Part::HeldOut))
         }
     };
-    let records = records.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let limit = eval.max_examples.map_or(usize::MAX, |n| n as usize);
+    let records = records.into_iter().take(limit).collect::<Result<Vec<_>, _>>()?;
     if records.is_empty() {
         return Err(StageError::Unsupported(format!("[eval]: {origin} holds no examples to evaluate on")));
     }
