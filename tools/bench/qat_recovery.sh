@@ -6,11 +6,14 @@
 # then QAT-trained for a tenth of that at Q4_0 and at Q4_K_M. Each of F32,
 # post-training Q4_0 / Q4_K_M (the distilled student exported as is) and QAT
 # Q4_0 / Q4_K_M (the QAT student exported at its type) is evaluated on the
-# held-out examples rendered as ChatML text: perplexity, KL divergence from the
-# teacher, and task exact-match. The last lines give, per type, the share of the
-# perplexity degradation QAT recovers, (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32).
+# held-out examples' text (each turn's content, one per line: `decant eval`
+# reads plain text, where chat markup would not be special tokens), CHUNKS
+# chunks of 512 tokens: perplexity and KL divergence from the teacher; with
+# EXACT=N also task exact-match on N examples (slow on CPU). The last lines give,
+# per type, the share of the perplexity degradation QAT recovers,
+# (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32).
 #
-#   bash tools/bench/qat_recovery.sh            # DISTILL_STEPS=100 BATCH=4 by default
+#   bash tools/bench/qat_recovery.sh     # DISTILL_STEPS=100 BATCH=4 CHUNKS=8 EXACT=0 by default
 #
 # Needs a built decant (cargo build --release, or DECANT=path) and the reference
 # teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
@@ -23,7 +26,8 @@ teacher="${DECANT_REFERENCE_MODEL:-$(bash tools/fetch-reference-model.sh)}"
 steps="${DISTILL_STEPS:-100}"
 batch="${BATCH:-4}"
 qat_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
-examples="${EXAMPLES:-40}"
+chunks="${CHUNKS:-8}"
+exact="${EXACT:-0}"
 work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 echo "work directory: $work" >&2
@@ -34,7 +38,7 @@ src, dst = sys.argv[1], sys.argv[2]
 with open(src) as f, open(dst, "w") as out:
     for line in f:
         turns = json.loads(line)["messages"]
-        text = "".join(f"<|im_start|>{t['role']}\n{t['content']}<|im_end|>\n" for t in turns)
+        text = "\n".join(t["content"] for t in turns)
         out.write(json.dumps({"text": text}) + "\n")
 EOF
 
@@ -98,14 +102,18 @@ printf '%-12s %10s %10s %8s\n' model ppl kld exact
 for name in f32 ptq-q4_0 qat-q4_0 ptq-q4_k_m qat-q4_k_m; do
   model="$work/$name.gguf"
   "$decant" eval --model "$model" --teacher "$teacher" --data "$work/eval-text.jsonl" \
-    --metrics ppl,kld --json > "$work/eval-$name.json"
-  "$decant" eval --model "$model" --data "$root/data/extract/eval.jsonl" --metrics exact \
-    --max-examples "$examples" --max-new-tokens 96 --json > "$work/exact-$name.json"
+    --metrics ppl,kld --max-chunks "$chunks" --json > "$work/eval-$name.json"
+  if [ "$exact" -gt 0 ]; then
+    "$decant" eval --model "$model" --data "$root/data/extract/eval.jsonl" --metrics exact \
+      --max-examples "$exact" --max-new-tokens 96 --json > "$work/exact-$name.json"
+  else
+    echo '{}' > "$work/exact-$name.json"
+  fi
   python3 - "$name" "$work/eval-$name.json" "$work/exact-$name.json" <<'EOF'
 import json, sys
 name, scores, exact = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
 ppl, kld = scores["ppl"]["value"], scores["kld"]["mean"]
-exact_match = exact["exact"]["exact_match"]
+exact_match = exact.get("exact", {}).get("exact_match", float("nan"))
 print(f"{name:<12} {ppl:>10.4f} {kld:>10.5f} {exact_match:>8.3f}")
 EOF
 done | tee "$work/table.txt"
