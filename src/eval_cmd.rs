@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use datasets::{EncodeOptions, Tokenizer};
+use datasets::{AssistantTurns, DataSource, EncodeOptions, Prepare, RecordSpec, Renderer, Tokenizer, Truncation};
 use decant::{model_arg, tokenize};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -22,7 +22,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub(crate) model: String,
     /// The text to evaluate on: a text file, or JSON Lines (.jsonl, .ndjson) whose
-    /// records' `text` fields are joined by blank lines into one text.
+    /// records' `text` fields are joined by blank lines into one text; ppl, kld
+    /// and top1 on JSON Lines of conversations score them as training renders
+    /// them, through the chat template with its special tokens.
     #[arg(long, value_name = "FILE")]
     pub(crate) data: PathBuf,
     /// The model to compare against for kld and top1 (e.g. the original of a
@@ -102,10 +104,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, false) => None,
     };
     let source = model_arg::resolve(&args.model)?;
-    let text = read_text(&args.data)?;
     let tokenizer = tokenize::load_tokenizer(teacher.as_ref().unwrap_or(&source))?;
-    let (tokens, bos) = tokenize_like_llama_perplexity(&tokenizer, &text)
-        .with_context(|| format!("cannot tokenize {}", args.data.display()))?;
+    let (tokens, bos) = match chat_records(&args.data)? {
+        Some(data) => {
+            let template_source = teacher.as_ref().unwrap_or(&source);
+            let template = decant::stage::source::chat_template(template_source)?;
+            let renderer = Renderer::new(&tokenizer, template.as_ref(), AssistantTurns::All);
+            let prepare = Prepare::new(renderer, None, Truncation::Right)?;
+            (decant::stage::eval::rendered_tokens(data.records(), &prepare, &data.origin())?, None)
+        }
+        None => {
+            let text = read_text(&args.data)?;
+            tokenize_like_llama_perplexity(&tokenizer, &text)
+                .with_context(|| format!("cannot tokenize {}", args.data.display()))?
+        }
+    };
     let options = PerplexityOptions {
         ctx: args.ctx,
         max_chunks: args.max_chunks,
@@ -208,6 +221,22 @@ fn dedup(metrics: &[Metric]) -> Vec<Metric> {
         }
     }
     unique
+}
+
+/// A JSON Lines file of conversations (its first record has `messages`, or
+/// `prompt` and `completion`), read as training reads them; `None` for text.
+fn chat_records(path: &Path) -> Result<Option<DataSource>> {
+    let is_jsonl = path.extension().is_some_and(|ext| ext == "jsonl" || ext == "ndjson");
+    if !is_jsonl {
+        return Ok(None);
+    }
+    let content = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let first: Option<Value> = content.lines().find(|l| !l.trim().is_empty()).and_then(|l| serde_json::from_str(l).ok());
+    let is_chat = first.is_some_and(|r| r.get("text").is_none() && (r.get("messages").is_some() || r.get("prompt").is_some()));
+    if !is_chat {
+        return Ok(None);
+    }
+    Ok(Some(DataSource::open(&[path.display().to_string()], RecordSpec::default())?))
 }
 
 /// The evaluation text: a plain text file as it is, or the `text` fields of a

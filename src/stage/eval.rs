@@ -72,8 +72,7 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
     let (records, origin) = records(recipe, eval)?;
     let renderer = Renderer::new(&tokenizer, template.as_ref(), recipe.data.train_on);
     let prepare = Prepare::new(renderer, Some(recipe.data.max_length as usize), recipe.data.truncation)?;
-    let (documents, _) = Documents::build(records.iter().cloned().map(Ok), &prepare, &origin)?;
-    let tokens: Vec<u32> = (0..documents.len()).flat_map(|i| documents.get(i).tokens.to_vec()).collect();
+    let tokens = rendered_tokens(records.iter().cloned().map(Ok), &prepare, &origin)?;
     let options = PerplexityOptions { ctx: CTX.min(tokens.len() / 2 * 2), max_chunks: None, bos: None };
 
     let load = |path: &Path| train::load_model::<CpuBackend>(path, &Default::default());
@@ -154,6 +153,17 @@ fn text_metrics(
         _ => {}
     }
     Ok(())
+}
+
+/// The records rendered as training renders them (chat template, special
+/// tokens), one stream of tokens: what perplexity and KL are scored on.
+pub fn rendered_tokens(
+    records: impl IntoIterator<Item = datasets::Result<Record>>,
+    prepare: &Prepare<'_>,
+    origin: &str,
+) -> Result<Vec<u32>, StageError> {
+    let (documents, _) = Documents::build(records, prepare, origin)?;
+    Ok((0..documents.len()).flat_map(|i| documents.get(i).tokens.to_vec()).collect())
 }
 
 /// `[eval] data`, else `[data] eval`, else the held-out part of `[data] train`.

@@ -6,9 +6,9 @@
 # then QAT-trained for a tenth of that at Q4_0 and at Q4_K_M. Each of F32,
 # post-training Q4_0 / Q4_K_M (the distilled student exported as is) and QAT
 # Q4_0 / Q4_K_M (the QAT student exported at its type) is evaluated on the
-# held-out examples' text (each turn's content, one per line: `decant eval`
-# reads plain text, where chat markup would not be special tokens), CHUNKS
-# chunks of 512 tokens: perplexity and KL divergence from the teacher; with
+# held-out conversations rendered as training renders them (chat template,
+# special tokens), CHUNKS chunks of 512 tokens: perplexity and KL divergence
+# from the teacher; with
 # EXACT=N also task exact-match on N examples (slow on CPU). The last lines give,
 # per type, the share of the perplexity degradation QAT recovers,
 # (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32).
@@ -32,15 +32,6 @@ work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 echo "work directory: $work" >&2
 
-python3 - "$root/data/extract/eval.jsonl" "$work/eval-text.jsonl" <<'EOF'
-import json, sys
-src, dst = sys.argv[1], sys.argv[2]
-with open(src) as f, open(dst, "w") as out:
-    for line in f:
-        turns = json.loads(line)["messages"]
-        text = "\n".join(t["content"] for t in turns)
-        out.write(json.dumps({"text": text}) + "\n")
-EOF
 
 recipe() {
   cat <<EOF
@@ -101,7 +92,7 @@ done
 printf '%-12s %10s %10s %8s\n' model ppl kld exact
 for name in f32 ptq-q4_0 qat-q4_0 ptq-q4_k_m qat-q4_k_m; do
   model="$work/$name.gguf"
-  "$decant" eval --model "$model" --teacher "$teacher" --data "$work/eval-text.jsonl" \
+  "$decant" eval --model "$model" --teacher "$teacher" --data "$root/data/extract/eval.jsonl" \
     --metrics ppl,kld --max-chunks "$chunks" --json > "$work/eval-$name.json"
   if [ "$exact" -gt 0 ]; then
     "$decant" eval --model "$model" --data "$root/data/extract/eval.jsonl" --metrics exact \
