@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use datasets::{AssistantTurns, DataSource, EncodeOptions, Prepare, RecordSpec, Renderer, Tokenizer, Truncation};
+use datasets::{AssistantTurns, DataSource, Documents, EncodeOptions, Prepare, RecordSpec, Renderer, Tokenizer, Truncation};
 use decant::{model_arg, tokenize};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use train::CpuBackend;
 use train::eval::{
-    ChunkScore, KlReport, PerplexityOptions, PerplexityReport, kl_divergence, perplexity,
+    ChunkScore, KlReport, PerplexityOptions, PerplexityReport, kl_divergence, perplexity, score_trained,
 };
 
 #[derive(clap::Args)]
@@ -22,9 +22,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub(crate) model: String,
     /// The text to evaluate on: a text file, or JSON Lines (.jsonl, .ndjson) whose
-    /// records' `text` fields are joined by blank lines into one text; ppl, kld
-    /// and top1 on JSON Lines of conversations score them as training renders
-    /// them, through the chat template with its special tokens.
+    /// records' `text` fields are joined by blank lines into one text; on JSON
+    /// Lines of conversations, ppl, kld and top1 score each conversation on its
+    /// own, rendered as training renders it, on the tokens training trains on.
     #[arg(long, value_name = "FILE")]
     pub(crate) data: PathBuf,
     /// The model to compare against for kld and top1 (e.g. the original of a
@@ -105,20 +105,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let source = model_arg::resolve(&args.model)?;
     let tokenizer = tokenize::load_tokenizer(teacher.as_ref().unwrap_or(&source))?;
-    let (tokens, bos) = match chat_records(&args.data)? {
-        Some(data) => {
-            let template_source = teacher.as_ref().unwrap_or(&source);
-            let template = decant::stage::source::chat_template(template_source)?;
-            let renderer = Renderer::new(&tokenizer, template.as_ref(), AssistantTurns::All);
-            let prepare = Prepare::new(renderer, None, Truncation::Right)?;
-            (decant::stage::eval::rendered_tokens(data.records(), &prepare, &data.origin())?, None)
-        }
-        None => {
-            let text = read_text(&args.data)?;
-            tokenize_like_llama_perplexity(&tokenizer, &text)
-                .with_context(|| format!("cannot tokenize {}", args.data.display()))?
-        }
-    };
+    if let Some(data) = chat_records(&args.data)? {
+        return chat_scores(&args, &metrics, &source, teacher.as_ref(), &tokenizer, &data);
+    }
+    let text = read_text(&args.data)?;
+    let (tokens, bos) = tokenize_like_llama_perplexity(&tokenizer, &text)
+        .with_context(|| format!("cannot tokenize {}", args.data.display()))?;
     let options = PerplexityOptions {
         ctx: args.ctx,
         max_chunks: args.max_chunks,
@@ -221,6 +213,57 @@ fn dedup(metrics: &[Metric]) -> Vec<Metric> {
         }
     }
     unique
+}
+
+/// ppl, kld and top1 on conversations: each rendered as training renders it
+/// and scored on the tokens training trains on (`train::eval::score_trained`).
+fn chat_scores(
+    args: &EvalArgs,
+    metrics: &[Metric],
+    source: &model_arg::ModelSource,
+    teacher: Option<&model_arg::ModelSource>,
+    tokenizer: &Tokenizer,
+    data: &DataSource,
+) -> Result<()> {
+    let template = decant::stage::source::chat_template(teacher.unwrap_or(source))?;
+    let renderer = Renderer::new(tokenizer, template.as_ref(), AssistantTurns::All);
+    let prepare = Prepare::new(renderer, None, Truncation::Right)?;
+    let (documents, stats) = Documents::build(data.records(), &prepare, &data.origin())?;
+    let load = |source: &model_arg::ModelSource| {
+        train::load_model::<CpuBackend>(source.path(), &Default::default())
+            .with_context(|| format!("cannot load {source}"))
+    };
+    let model = load(source)?;
+    let teacher_model = teacher.map(load).transpose()?;
+    let Some(scores) = score_trained(&model, teacher_model.as_ref(), &documents) else {
+        bail!("{}: no conversation has a trained token to score", args.data.display());
+    };
+    let mut report = json!({
+        "model": source.path(),
+        "data": args.data,
+        "tokens": stats.tokens,
+        "trained_tokens": scores.tokens,
+        "documents": scores.documents,
+        "ppl": { "value": scores.ppl, "nll_mean": scores.nll_mean },
+    });
+    let mut lines = vec![format!("PPL of the trained tokens = {:.4} ({} tokens)", scores.ppl, scores.tokens)];
+    if let Some(teacher) = teacher {
+        report["teacher"] = json!(teacher.path());
+        if let (true, Some(kld)) = (metrics.contains(&Metric::KlDivergence), scores.kld_mean) {
+            report["kld"] = json!({ "mean": kld });
+            lines.push(format!("Mean KLD: {kld:.6}"));
+        }
+        if let (true, Some(same)) = (metrics.contains(&Metric::SameTop), scores.same_top) {
+            report["top1"] = json!({ "value": same });
+            lines.push(format!("Same top p: {:.3} %", 100.0 * same));
+        }
+    }
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", lines.join("\n"));
+    }
+    Ok(())
 }
 
 /// A JSON Lines file of conversations (its first record has `messages`, or

@@ -376,7 +376,8 @@ fn draft_acceptance_of_the_teacher_as_its_own_draft_is_total() {
 }
 
 /// Conversations are scored as training renders them: through the chat
-/// template with its special tokens, the very tokens `decant data stats` counts.
+/// template with its special tokens, each on its own, on the tokens training
+/// trains on — those `decant data stats` counts.
 #[test]
 fn perplexity_of_conversations_scores_the_tokens_training_sees() {
     let model = reference_model();
@@ -384,14 +385,17 @@ fn perplexity_of_conversations_scores_the_tokens_training_sees() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = extraction_examples(dir.path(), 12);
     let data = path.to_str().unwrap();
-    let out = decant(&["eval", "--model", model, "--data", data, "--metrics", "ppl", "--ctx", "256", "--json"]);
+    let out = decant(&["eval", "--model", model, "--data", data, "--metrics", "ppl,kld", "--teacher", model, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let stats = decant(&["data", "stats", "--data", data, "--model", model, "--json"]);
     assert!(stats.status.success(), "{}", stderr(&stats));
     let stats: Value = serde_json::from_str(&stdout(&stats)).unwrap();
     assert_eq!(report["tokens"], stats["stats"]["tokens"], "{report}");
+    assert_eq!(report["trained_tokens"], stats["stats"]["trained_tokens"], "{report}");
+    assert_eq!(report["documents"], 12);
     let ppl = report["ppl"]["value"].as_f64().unwrap();
-    // The instruct teacher knows its chat format: the markup costs it little.
     assert!(ppl > 1.0 && ppl < 50.0, "{ppl}");
+    // Against itself, the model diverges by float noise only.
+    assert!(report["kld"]["mean"].as_f64().unwrap().abs() < 1e-6, "{report}");
 }

@@ -1,8 +1,9 @@
 //! The eval stage: every exported GGUF file, and the teacher beside them, on
-//! the evaluation conversations — perplexity of their rendered tokens (and,
-//! against the teacher, KL divergence and same-top-token rate), and exact match
-//! of generated answers; with `[eval] cascade`, the confidence threshold up to
-//! which the student keeps `target_accuracy` (see [`super::cascade`]).
+//! the evaluation conversations — perplexity of the tokens training trains on
+//! (each conversation rendered and scored on its own; against the teacher,
+//! KL divergence and same-top-token rate too), and exact match of generated
+//! answers; with `[eval] cascade`, the confidence threshold up to which the
+//! student keeps `target_accuracy` (see [`super::cascade`]).
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use datasets::{DataSource, Documents, Prepare, Record, RecordSpec, Renderer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use train::eval::{PerplexityOptions, kl_divergence, perplexity};
+use train::eval::score_trained;
 use train::{CpuBackend, Transformer};
 
 use super::cascade::{Cascade, choose};
@@ -21,9 +22,6 @@ use crate::model_arg::{self, ModelSource};
 use crate::recipe::Recipe;
 use crate::recipe::eval::{Eval, Metric};
 use crate::task_eval::{self, ChatTask};
-
-/// Tokens per perplexity chunk (half context, half scored), as `decant eval`'s default.
-const CTX: usize = 512;
 
 /// One evaluated model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,8 +70,7 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
     let (records, origin) = records(recipe, eval)?;
     let renderer = Renderer::new(&tokenizer, template.as_ref(), recipe.data.train_on);
     let prepare = Prepare::new(renderer, Some(recipe.data.max_length as usize), recipe.data.truncation)?;
-    let tokens = rendered_tokens(records.iter().cloned().map(Ok), &prepare, &origin)?;
-    let options = PerplexityOptions { ctx: CTX.min(tokens.len() / 2 * 2), max_chunks: None, bos: None };
+    let (documents, _) = Documents::build(records.iter().cloned().map(Ok), &prepare, &origin)?;
 
     let load = |path: &Path| train::load_model::<CpuBackend>(path, &Default::default());
     let teacher = teacher_source.as_ref().map(|s| load(s.path())).transpose()?;
@@ -107,7 +104,7 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
             field_accuracy: None,
             cascade: None,
         };
-        text_metrics(&mut scores, model, teacher.as_ref().filter(|_| !is_teacher), &tokens, &options, eval)?;
+        text_metrics(&mut scores, model, teacher.as_ref().filter(|_| !is_teacher), &documents, eval, &origin)?;
         if eval.metrics.contains(&Metric::Exact) {
             let Some(template) = &template else {
                 return Err(StageError::Unsupported(format!(
@@ -134,24 +131,20 @@ fn text_metrics(
     scores: &mut ModelScores,
     model: &Transformer<CpuBackend>,
     teacher: Option<&Transformer<CpuBackend>>,
-    tokens: &[u32],
-    options: &PerplexityOptions,
+    documents: &Documents,
     eval: &Eval,
+    origin: &str,
 ) -> Result<(), StageError> {
     let wants = |m| eval.metrics.contains(&m);
-    let fail = |e: String| StageError::Unsupported(format!("[eval]: {e}"));
-    match teacher {
-        Some(teacher) if wants(Metric::Kld) || wants(Metric::Top1) => {
-            let kl = kl_divergence(model, teacher, tokens, options, |_| {}).map_err(|e| fail(e.to_string()))?;
-            scores.ppl = wants(Metric::Ppl).then_some(kl.model.ppl);
-            scores.kld = wants(Metric::Kld).then_some(kl.kld_mean);
-            scores.top1 = wants(Metric::Top1).then_some(kl.same_top);
-        }
-        _ if wants(Metric::Ppl) => {
-            scores.ppl = Some(perplexity(model, tokens, options, |_| {}).map_err(|e| fail(e.to_string()))?.ppl);
-        }
-        _ => {}
+    if !(wants(Metric::Ppl) || wants(Metric::Kld) || wants(Metric::Top1)) {
+        return Ok(());
     }
+    let Some(trained) = score_trained(model, teacher, documents) else {
+        return Err(StageError::Unsupported(format!("[eval]: {origin} has no trained tokens to score")));
+    };
+    scores.ppl = wants(Metric::Ppl).then_some(trained.ppl);
+    scores.kld = trained.kld_mean.filter(|_| wants(Metric::Kld));
+    scores.top1 = trained.same_top.filter(|_| wants(Metric::Top1));
     Ok(())
 }
 

@@ -7,13 +7,14 @@
 # post-training Q4_0 / Q4_K_M (the distilled student exported as is) and QAT
 # Q4_0 / Q4_K_M (the QAT student exported at its type) is evaluated on the
 # held-out conversations rendered as training renders them (chat template,
-# special tokens), CHUNKS chunks of 512 tokens: perplexity and KL divergence
-# from the teacher; with
+# special tokens), CHUNKS chunks of 256 tokens (the training length: the
+# student never saw later positions): perplexity and KL divergence from the
+# teacher; with
 # EXACT=N also task exact-match on N examples (slow on CPU). The last lines give,
 # per type, the share of the perplexity degradation QAT recovers,
 # (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32).
 #
-#   bash tools/bench/qat_recovery.sh     # DISTILL_STEPS=100 BATCH=4 CHUNKS=8 EXACT=0 by default
+#   bash tools/bench/qat_recovery.sh     # DISTILL_STEPS=100 BATCH=4 CHUNKS=16 EXACT=0 by default
 #
 # Needs a built decant (cargo build --release, or DECANT=path) and the reference
 # teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
@@ -26,7 +27,7 @@ teacher="${DECANT_REFERENCE_MODEL:-$(bash tools/fetch-reference-model.sh)}"
 steps="${DISTILL_STEPS:-100}"
 batch="${BATCH:-4}"
 qat_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
-chunks="${CHUNKS:-8}"
+chunks="${CHUNKS:-16}"
 exact="${EXACT:-0}"
 work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
@@ -93,7 +94,7 @@ printf '%-12s %10s %10s %8s\n' model ppl kld exact
 for name in f32 ptq-q4_0 qat-q4_0 ptq-q4_k_m qat-q4_k_m; do
   model="$work/$name.gguf"
   "$decant" eval --model "$model" --teacher "$teacher" --data "$root/data/extract/eval.jsonl" \
-    --metrics ppl,kld --max-chunks "$chunks" --json > "$work/eval-$name.json"
+    --metrics ppl,kld --ctx 256 --max-chunks "$chunks" --json > "$work/eval-$name.json"
   if [ "$exact" -gt 0 ]; then
     "$decant" eval --model "$model" --data "$root/data/extract/eval.jsonl" --metrics exact \
       --max-examples "$exact" --max-new-tokens 96 --json > "$work/exact-$name.json"

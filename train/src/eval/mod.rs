@@ -4,6 +4,7 @@ mod kl_divergence;
 mod nll;
 mod perplexity;
 mod speculative;
+mod trained_tokens;
 
 pub(crate) use nll::NllStats;
 pub use kl_divergence::{KlError, KlReport, kl_divergence};
@@ -12,4 +13,5 @@ pub use nll::token_nll;
 pub use perplexity::{
     ChunkScore, PerplexityError, PerplexityOptions, PerplexityReport, perplexity,
 };
+pub use trained_tokens::{TrainedScores, score_trained};
 pub use speculative::{DraftFigure, DraftTally, MAX_DRAFT_LENGTH, draft_matches, verification_steps};
