@@ -6,15 +6,14 @@
 # then QAT-trained for a tenth of that at Q4_0 and at Q4_K_M. Each of F32,
 # post-training Q4_0 / Q4_K_M (the distilled student exported as is) and QAT
 # Q4_0 / Q4_K_M (the QAT student exported at its type) is evaluated on the
-# held-out conversations rendered as training renders them (chat template,
-# special tokens), CHUNKS chunks of 256 tokens (the training length: the
-# student never saw later positions): perplexity and KL divergence from the
-# teacher; with
+# first EXAMPLES held-out conversations, each rendered as training renders it
+# and scored on the tokens training trains on (the answers): perplexity and KL
+# divergence from the teacher; with
 # EXACT=N also task exact-match on N examples (slow on CPU). The last lines give,
 # per type, the share of the perplexity degradation QAT recovers,
 # (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32).
 #
-#   bash tools/bench/qat_recovery.sh     # DISTILL_STEPS=100 BATCH=4 CHUNKS=16 EXACT=0 by default
+#   bash tools/bench/qat_recovery.sh     # DISTILL_STEPS=100 BATCH=4 EXAMPLES=60 EXACT=0 by default
 #
 # Needs a built decant (cargo build --release, or DECANT=path) and the reference
 # teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
@@ -27,11 +26,12 @@ teacher="${DECANT_REFERENCE_MODEL:-$(bash tools/fetch-reference-model.sh)}"
 steps="${DISTILL_STEPS:-100}"
 batch="${BATCH:-4}"
 qat_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
-chunks="${CHUNKS:-16}"
+examples="${EXAMPLES:-60}"
 exact="${EXACT:-0}"
 work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 echo "work directory: $work" >&2
+head -n "$examples" "$root/data/extract/eval.jsonl" > "$work/eval.jsonl"
 
 
 recipe() {
@@ -93,8 +93,8 @@ done
 printf '%-12s %10s %10s %8s\n' model ppl kld exact
 for name in f32 ptq-q4_0 qat-q4_0 ptq-q4_k_m qat-q4_k_m; do
   model="$work/$name.gguf"
-  "$decant" eval --model "$model" --teacher "$teacher" --data "$root/data/extract/eval.jsonl" \
-    --metrics ppl,kld --ctx 256 --max-chunks "$chunks" --json > "$work/eval-$name.json"
+  "$decant" eval --model "$model" --teacher "$teacher" --data "$work/eval.jsonl" \
+    --metrics ppl,kld --json > "$work/eval-$name.json"
   if [ "$exact" -gt 0 ]; then
     "$decant" eval --model "$model" --data "$root/data/extract/eval.jsonl" --metrics exact \
       --max-examples "$exact" --max-new-tokens 96 --json > "$work/exact-$name.json"
