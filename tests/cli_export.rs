@@ -125,6 +125,10 @@ fn quantized_types_are_refused_for_safetensors() {
                         "--out", out.to_str().unwrap(), "--type", "q4_k_m"]);
     assert!(err.contains("--type q4_k_m") && err.contains("f32, f16 or bf16"), "{err}");
     assert!(!out.exists());
+    let err = failure(&["--model", tiny_llama().to_str().unwrap(), "--format", "safetensors",
+                        "--out", out.to_str().unwrap(), "--pure"]);
+    assert!(err.contains("--pure applies to --format gguf"), "{err}");
+    assert!(!out.exists());
 }
 
 #[test]
