@@ -29,7 +29,27 @@ pub(super) fn signed_absmax(x: &[f32]) -> (f32, f32) {
 /// ggml's `make_qx_quants` with `rmse_type` 1, the only one its quantizers use:
 /// symmetric levels in `-nmax..nmax`, stored offset by `nmax`, fitted to minimise
 /// the error weighted by `weights` (or by `x²` without them). Returns the scale.
+///
+/// ggml tries its 19 candidate scales one after another; here they are lanes of
+/// one pass over `x`. Each lane still sums in ggml's order, so every candidate's
+/// sums, and which one wins, are bit for bit ggml's; only the serial chain of
+/// dependent additions, which bounded this search, is gone.
 pub(super) fn make_qx_quants<const N: usize>(
+    nmax: i32,
+    x: &[f32; N],
+    levels: &mut [i8; N],
+    weights: Option<&[f32; N]>,
+) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just found to have AVX2.
+        return unsafe { avx2::make_qx_quants(nmax, x, levels, weights) };
+    }
+    qx_search(nmax, x, levels, weights)
+}
+
+#[inline(always)]
+fn qx_search<const N: usize>(
     nmax: i32,
     x: &[f32; N],
     levels: &mut [i8; N],
@@ -41,27 +61,47 @@ pub(super) fn make_qx_quants<const N: usize>(
         return 0.0;
     }
     let weights = weights.copied().unwrap_or_else(|| squares(x));
-    let store = |levels: &mut [i8; N], signed: &[i32; N]| {
-        for (l, &s) in levels.iter_mut().zip(signed) {
-            *l = (nmax + s) as i8;
-        }
-    };
-
-    let mut candidate = [0; N];
-    let (sumlx, suml2) = symmetric_fit(nmax, -(nmax as f32) / max, x, &weights, &mut candidate);
-    store(levels, &candidate);
-    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
-    let mut best = scale * sumlx;
-    for is in (-9..=9).filter(|&is| is != 0) {
-        let iscale = -(nmax as f32 + 0.1 * is as f32) / max;
-        let (sumlx, suml2) = symmetric_fit(nmax, iscale, x, &weights, &mut candidate);
-        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            store(levels, &candidate);
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+    let iscales = candidate_iscales(nmax, max);
+    let (mut sumlx, mut suml2) = ([0.0_f32; LANES], [0.0_f32; LANES]);
+    for (&v, &w) in x.iter().zip(&weights) {
+        let wv = w * v;
+        for ((sx, s2), &iscale) in sumlx.iter_mut().zip(&mut suml2).zip(&iscales) {
+            let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1) as f32;
+            *sx += wv * l;
+            *s2 += w * l * l;
         }
     }
+
+    let mut chosen = 0;
+    let mut scale = if suml2[0] != 0.0 { sumlx[0] / suml2[0] } else { 0.0 };
+    let mut best = scale * sumlx[0];
+    for k in 1..CANDIDATES {
+        if suml2[k] > 0.0 && sumlx[k] * sumlx[k] > best * suml2[k] {
+            chosen = k;
+            scale = sumlx[k] / suml2[k];
+            best = scale * sumlx[k];
+        }
+    }
+    for (l, &v) in levels.iter_mut().zip(x) {
+        *l = (nmax + nearest_int(iscales[chosen] * v).clamp(-nmax, nmax - 1)) as i8;
+    }
     scale
+}
+
+/// `make_qx_quants`' candidates: `-nmax / max` first, then `is` in `-9..=9`
+/// without 0, in ggml's order.
+const CANDIDATES: usize = 19;
+/// Lanes of the candidate search: the candidates padded to whole vectors. The
+/// padding lanes repeat the first candidate and are never read.
+const LANES: usize = 20;
+
+#[inline(always)]
+fn candidate_iscales(nmax: i32, max: f32) -> [f32; LANES] {
+    let mut iscales = [-(nmax as f32) / max; LANES];
+    for (iscale, is) in iscales[1..CANDIDATES].iter_mut().zip((-9..=9).filter(|&is| is != 0)) {
+        *iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+    }
+    iscales
 }
 
 /// `x²`, the weights the unweighted fits use.
@@ -161,6 +201,22 @@ pub(super) fn make_qkx_quants<const N: usize>(
     levels: &mut [u8; N],
     search: &ScaleSearch,
 ) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just found to have AVX2.
+        return unsafe { avx2::make_qkx_quants(nmax, x, weights, levels, search) };
+    }
+    qkx_search(nmax, x, weights, levels, search)
+}
+
+#[inline(always)]
+fn qkx_search<const N: usize>(
+    nmax: i32,
+    x: &[f32; N],
+    weights: &[f32; N],
+    levels: &mut [u8; N],
+    search: &ScaleSearch,
+) -> (f32, f32) {
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
     let mut sum_x = sum_w * x[0];
@@ -181,60 +237,181 @@ pub(super) fn make_qkx_quants<const N: usize>(
         *levels = [0; N];
         return (0.0, -min);
     }
-    // `min` is an argument because the search moves it: once a candidate wins,
-    // ggml measures later candidates from that candidate's min.
-    let quantize = |iscale: f32, min: f32| {
-        let mut levels = [0_u8; N];
-        for (l, &v) in levels.iter_mut().zip(x) {
-            *l = nearest_int(iscale * (v - min)).clamp(0, nmax) as u8;
-        }
-        levels
-    };
-    let error = |scale: f32, min: f32, levels: &[u8; N]| {
-        let mut error = 0.0_f32;
-        for ((&l, &v), &w) in levels.iter().zip(x).zip(weights) {
-            let diff = scale * f32::from(l) + min - v;
-            error += w * if search.use_mad {
-                diff.abs()
-            } else {
-                diff * diff
-            };
-        }
-        error
-    };
-
+    let group = OffsetGroup { nmax, x, weights, sum_w, sum_x, max };
     let iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
-    *levels = quantize(iscale, min);
-    let mut best_error = error(scale, min, levels);
-    for is in 0..=search.nstep {
-        let iscale = (search.rmin + search.rdelta * is as f32 + nmax as f32) / (max - min);
-        let candidate = quantize(iscale, min);
-        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0_f32, 0.0_f32, 0.0_f32);
-        for ((&l, &v), &w) in candidate.iter().zip(x).zip(weights) {
-            let l = f32::from(l);
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * v;
-        }
-        let d = sum_w * sum_l2 - sum_l * sum_l;
-        if d > 0.0 {
-            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
-            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
-            if this_min > 0.0 {
-                this_min = 0.0;
-                this_scale = sum_xl / sum_l2;
-            }
-            let cur_error = error(this_scale, this_min, &candidate);
-            if cur_error < best_error {
-                *levels = candidate;
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
+    *levels = offset_levels(nmax, iscale, min, x);
+    let mut best_error = offset_fit_error(scale, min, x, weights, levels, search.use_mad);
+
+    // ggml judges the candidates one after another, and a winner moves `min`,
+    // which every later candidate is measured from. So the candidates are fitted
+    // QKX_LANES at a time from the current `min`, judged in ggml's order, and
+    // after a winner the ones past it are fitted again from the new `min`: each
+    // judged candidate saw exactly the `min` it sees in ggml.
+    let mut next = 0;
+    while next <= search.nstep {
+        let fits = OffsetFits::new(&group, next, min, search);
+        let judged = (search.nstep - next + 1).min(QKX_LANES as i32) as usize;
+        next += judged as i32;
+        for j in (0..judged).filter(|&j| fits.d[j] > 0.0) {
+            if fits.error[j] < best_error {
+                *levels = offset_levels(nmax, fits.iscale[j], min, x);
+                best_error = fits.error[j];
+                scale = fits.scale[j];
+                min = fits.min[j];
+                next = fits.first + j as i32 + 1;
+                break;
             }
         }
     }
     (scale, -min)
+}
+
+/// Candidates of [`make_qkx_quants`] fitted per pass.
+const QKX_LANES: usize = 8;
+
+/// Levels in `0..=nmax` for `x ≈ l / iscale + min`.
+#[inline(always)]
+fn offset_levels<const N: usize>(nmax: i32, iscale: f32, min: f32, x: &[f32; N]) -> [u8; N] {
+    let mut levels = [0_u8; N];
+    for (l, &v) in levels.iter_mut().zip(x) {
+        *l = nearest_int(iscale * (v - min)).clamp(0, nmax) as u8;
+    }
+    levels
+}
+
+/// The weighted squared (or absolute) error of `scale·l + min` against `x`.
+#[inline(always)]
+fn offset_fit_error<const N: usize>(
+    scale: f32,
+    min: f32,
+    x: &[f32; N],
+    weights: &[f32; N],
+    levels: &[u8; N],
+    use_mad: bool,
+) -> f32 {
+    let mut error = 0.0_f32;
+    for ((&l, &v), &w) in levels.iter().zip(x).zip(weights) {
+        let diff = scale * f32::from(l) + min - v;
+        error += w * if use_mad { diff.abs() } else { diff * diff };
+    }
+    error
+}
+
+/// What every candidate fit of one group shares.
+struct OffsetGroup<'a, const N: usize> {
+    nmax: i32,
+    x: &'a [f32; N],
+    weights: &'a [f32; N],
+    sum_w: f32,
+    sum_x: f32,
+    max: f32,
+}
+
+/// The least-squares scale and offset for QKX_LANES consecutive candidates of a
+/// [`ScaleSearch`], all from one `min`, and each fit's error. Lanes past
+/// `nstep` are computed and never judged.
+struct OffsetFits {
+    first: i32,
+    iscale: [f32; QKX_LANES],
+    d: [f32; QKX_LANES],
+    scale: [f32; QKX_LANES],
+    min: [f32; QKX_LANES],
+    error: [f32; QKX_LANES],
+}
+
+impl OffsetFits {
+    #[inline(always)]
+    fn new<const N: usize>(group: &OffsetGroup<N>, first: i32, min: f32, search: &ScaleSearch) -> Self {
+        let OffsetGroup { nmax, x, weights, sum_w, sum_x, max } = *group;
+        let mut iscale = [0.0_f32; QKX_LANES];
+        for (j, iscale) in iscale.iter_mut().enumerate() {
+            let is = first + j as i32;
+            *iscale = (search.rmin + search.rdelta * is as f32 + nmax as f32) / (max - min);
+        }
+        let mut sum_l = [0.0_f32; QKX_LANES];
+        let mut sum_l2 = [0.0_f32; QKX_LANES];
+        let mut sum_xl = [0.0_f32; QKX_LANES];
+        for (&v, &w) in x.iter().zip(weights) {
+            let shifted = v - min;
+            for j in 0..QKX_LANES {
+                let l = nearest_int(iscale[j] * shifted).clamp(0, nmax) as f32;
+                sum_l[j] += w * l;
+                sum_l2[j] += w * l * l;
+                sum_xl[j] += w * l * v;
+            }
+        }
+        let mut d = [0.0_f32; QKX_LANES];
+        let mut scale = [0.0_f32; QKX_LANES];
+        let mut fit_min = [0.0_f32; QKX_LANES];
+        for j in 0..QKX_LANES {
+            d[j] = sum_w * sum_l2[j] - sum_l[j] * sum_l[j];
+            scale[j] = (sum_w * sum_xl[j] - sum_x * sum_l[j]) / d[j];
+            fit_min[j] = (sum_l2[j] * sum_x - sum_l[j] * sum_xl[j]) / d[j];
+            if fit_min[j] > 0.0 {
+                fit_min[j] = 0.0;
+                scale[j] = sum_xl[j] / sum_l2[j];
+            }
+        }
+        let error = if search.use_mad {
+            Self::errors::<N, true>(nmax, min, &iscale, &scale, &fit_min, x, weights)
+        } else {
+            Self::errors::<N, false>(nmax, min, &iscale, &scale, &fit_min, x, weights)
+        };
+        OffsetFits { first, iscale, d, scale, min: fit_min, error }
+    }
+
+    #[inline(always)]
+    fn errors<const N: usize, const MAD: bool>(
+        nmax: i32,
+        min: f32,
+        iscale: &[f32; QKX_LANES],
+        scale: &[f32; QKX_LANES],
+        fit_min: &[f32; QKX_LANES],
+        x: &[f32; N],
+        weights: &[f32; N],
+    ) -> [f32; QKX_LANES] {
+        let mut error = [0.0_f32; QKX_LANES];
+        for (&v, &w) in x.iter().zip(weights) {
+            let shifted = v - min;
+            for j in 0..QKX_LANES {
+                let l = nearest_int(iscale[j] * shifted).clamp(0, nmax) as f32;
+                let diff = scale[j] * l + fit_min[j] - v;
+                error[j] += w * if MAD { diff.abs() } else { diff * diff };
+            }
+        }
+        error
+    }
+}
+
+/// The candidate searches compiled for AVX2, where the CPU has it: their lanes
+/// then fill 8-wide vectors and clamp with native integer min/max. The float
+/// operations are the same IEEE operations in the same order (Rust never fuses a
+/// multiply and an add), so the results are the same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::ScaleSearch;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn make_qx_quants<const N: usize>(
+        nmax: i32,
+        x: &[f32; N],
+        levels: &mut [i8; N],
+        weights: Option<&[f32; N]>,
+    ) -> f32 {
+        super::qx_search(nmax, x, levels, weights)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn make_qkx_quants<const N: usize>(
+        nmax: i32,
+        x: &[f32; N],
+        weights: &[f32; N],
+        levels: &mut [u8; N],
+        search: &ScaleSearch,
+    ) -> (f32, f32) {
+        super::qkx_search(nmax, x, weights, levels, search)
+    }
 }
 
 /// ggml's `make_qp_quants`: levels in `0..=nmax` for non-negative `x` (the
@@ -314,4 +491,47 @@ pub(super) fn make_qp_quants<const N: usize>(
         }
     }
     if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    // The goldens run whichever path this CPU takes; these hold the other one to
+    // the same bits.
+    fn group() -> impl Strategy<Value = ([f32; 32], [f32; 32])> {
+        let value = prop_oneof![-4.0_f32..4.0, Just(0.0), -1e-3_f32..1e-3];
+        (prop::array::uniform32(value), prop::array::uniform32(0.0_f32..10.0))
+    }
+
+    proptest! {
+        #[test]
+        fn qx_search_paths_agree((x, w) in group(), nmax in prop::sample::select(vec![4, 8, 16, 32])) {
+            prop_assume!(std::arch::is_x86_feature_detected!("avx2"));
+            for weights in [None, Some(&w)] {
+                let (mut base, mut wide) = ([0; 32], [0; 32]);
+                let d_base = qx_search(nmax, &x, &mut base, weights);
+                // SAFETY: the CPU has AVX2.
+                let d_wide = unsafe { avx2::make_qx_quants(nmax, &x, &mut wide, weights) };
+                prop_assert_eq!(d_base.to_bits(), d_wide.to_bits());
+                prop_assert_eq!(base, wide);
+            }
+        }
+
+        #[test]
+        fn qkx_search_paths_agree((x, w) in group(), mad in any::<bool>()) {
+            prop_assume!(std::arch::is_x86_feature_detected!("avx2"));
+            for (nmax, rmin, rdelta, nstep) in [(15, -1.0, 0.1, 20), (3, -0.5, 0.1, 15), (31, -0.9, 0.05, 36)] {
+                let search = ScaleSearch { rmin, rdelta, nstep, use_mad: mad };
+                let (mut base, mut wide) = ([0; 32], [0; 32]);
+                let (d_base, m_base) = qkx_search(nmax, &x, &w, &mut base, &search);
+                // SAFETY: the CPU has AVX2.
+                let (d_wide, m_wide) = unsafe { avx2::make_qkx_quants(nmax, &x, &w, &mut wide, &search) };
+                prop_assert_eq!((d_base.to_bits(), m_base.to_bits()), (d_wide.to_bits(), m_wide.to_bits()));
+                prop_assert_eq!(base, wide);
+            }
+        }
+    }
 }
