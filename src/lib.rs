@@ -8,6 +8,7 @@ pub mod lock;
 pub mod model_arg;
 pub mod publish;
 pub mod recipe;
+pub mod report;
 pub mod stage;
 pub mod task_eval;
 pub mod tokenize;

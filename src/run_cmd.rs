@@ -46,6 +46,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("{:>12} bytes  {}", artifact.size, run_dir.join(&artifact.path).display());
     }
     println!("manifest: {}", run_dir.join(decant::stage::pipeline::MANIFEST_FILE).display());
+    println!("report: {}", report.report.display());
     if let Some(published) = &report.published {
         crate::publish_cmd::print(published);
     }

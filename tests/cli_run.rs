@@ -95,7 +95,7 @@ fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_thresh
     let examples: String = shipped.lines().take(4).map(|l| format!("{l}\n")).collect();
     std::fs::write(dir.path().join("eval.jsonl"), examples).unwrap();
     let sections = format!(
-        "{EXPORT}\n[eval]\nmetrics = [\"ppl\", \"kld\", \"top1\", \"exact\"]\ndata = \"{}\"\nmax_new_tokens = 48\ncascade = {{ target_accuracy = 0.5 }}\n",
+        "{EXPORT}formats = [\"gguf\", \"safetensors\"]\n[eval]\nmetrics = [\"ppl\", \"kld\", \"top1\", \"exact\"]\ndata = \"{}\"\nmax_new_tokens = 48\ncascade = {{ target_accuracy = 0.5 }}\n",
         dir.path().join("eval.jsonl").display()
     );
     let recipe = recipe(dir.path(), &sections);
@@ -133,6 +133,32 @@ fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_thresh
         .find(|a| a["kind"] == "gguf")
         .unwrap();
     assert_eq!(gguf["metrics"]["eval"]["kld"], student["kld"]);
+
+    // The cascade is in the GGUF for a router to read, and in the model card;
+    // the manifest hashes the file as stamped.
+    let gguf_path = out.join(gguf["path"].as_str().unwrap());
+    assert_eq!(gguf["sha256"].as_str().unwrap(), sha256(&gguf_path));
+    let file = quantize::gguf::GgufFile::open(&gguf_path).unwrap();
+    let meta = |key: &str| file.get(key).cloned();
+    use quantize::gguf::Value as Meta;
+    assert_eq!(meta("decant.cascade.confidence"), Some(Meta::from("mean_token_logprob")));
+    assert_eq!(meta("decant.cascade.target_accuracy"), Some(Meta::F32(0.5)));
+    let chosen = &student["cascade"]["chosen"];
+    let threshold = chosen["threshold"].as_f64().map(|t| Meta::F32(t as f32));
+    assert_eq!(meta("decant.cascade.threshold"), threshold, "{chosen}");
+    let hf = report["manifest"]["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "safetensors").unwrap();
+    let card = std::fs::read_to_string(out.join(hf["path"].as_str().unwrap()).join("README.md")).unwrap();
+    assert!(card.contains("## Serving cascade") && card.contains("tiny-student-q4_0.gguf"), "{card}");
+    assert_eq!(card.matches("## Serving cascade").count(), 1);
+
+    // The report: loss curves of both training stages, the models, the lineage.
+    assert_eq!(report["report"].as_str().unwrap(), out.join("report.md").to_str().unwrap());
+    let text = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for part in ["![training loss per step](report/loss.svg)", "| distill | 2 |", "| qat | 2 |", "| teacher |", "| q4_0 | `export/tiny-student-q4_0.gguf` |", "## Lineage", "| `qat/student` | student |"] {
+        assert!(text.contains(part), "no {part:?} in\n{text}");
+    }
+    let svg = std::fs::read_to_string(out.join("report/loss.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("\ndistill\n</text>") && svg.contains("\nqat\n</text>"), "{svg}");
     let stdout_table = decant(&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     let table = stdout(&stdout_table);
     assert!(table.contains("teacher") && table.contains("q4_0") && table.contains("exact"), "{table}");

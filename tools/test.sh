@@ -11,6 +11,10 @@ DECANT_LLAMACPP_VOCABS="$(bash tools/fetch-llamacpp-vocabs.sh)"
 export DECANT_LLAMACPP_VOCABS
 DECANT_PYTHON="$(bash tools/setup-python.sh --with-llama)/bin/python"
 export DECANT_PYTHON
+DECANT_MLFLOW="$(bash tools/setup-mlflow.sh)"
+export DECANT_MLFLOW
+DECANT_OCI_REGISTRY="$(bash tools/setup-oci-registry.sh)"
+export DECANT_OCI_REGISTRY
 # Doc tests first: nextest's summary is then the run's closing line.
 cargo test --workspace --doc
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -25,7 +25,7 @@ pub use gguf::{GgufReport, export_gguf, planned_types};
 pub use hf::{Dtype, HfOptions, HfReport, export_hf_dir};
 pub use lineage::{DatasetRef, EvalResult, ExportMetadata, ModelRef};
 pub use model_card::model_card;
-pub use modelfile::ChatFormat;
+pub use modelfile::{ChatFormat, OllamaChat, ollama_chat};
 pub use vocab::Vocabulary;
 
 /// Writes `<gguf stem>.Modelfile` beside a GGUF export (a plain `Modelfile`

@@ -66,21 +66,42 @@ impl ChatFormat {
     }
 }
 
+/// What Ollama runs a GGUF with besides its weights: the chat template in
+/// Go's template language, the default system prompt and the stop sequences.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OllamaChat {
+    pub format: ChatFormat,
+    pub template: &'static str,
+    pub system: Option<String>,
+    pub stops: &'static [&'static str],
+}
+
+/// The Ollama chat settings for a Jinja chat template decant can translate.
+pub fn ollama_chat(chat_template: &str) -> Option<OllamaChat> {
+    let format = ChatFormat::of_template(chat_template)?;
+    Some(OllamaChat {
+        format,
+        template: format.go_template(),
+        system: format.default_system(chat_template).map(str::to_owned),
+        stops: format.stops(),
+    })
+}
+
 /// The Modelfile; without a recognised chat template it has `FROM` and the
 /// stop parameters only, and `format` says so.
 pub fn modelfile(gguf_name: &str, chat_template: Option<&str>) -> (String, Option<ChatFormat>) {
     let mut text = format!("FROM ./{gguf_name}\n");
-    let format = chat_template.and_then(ChatFormat::of_template);
-    if let (Some(format), Some(template)) = (format, chat_template) {
-        let _ = writeln!(text, "TEMPLATE \"\"\"{}\"\"\"", format.go_template());
-        if let Some(system) = format.default_system(template) {
+    let chat = chat_template.and_then(ollama_chat);
+    if let Some(chat) = &chat {
+        let _ = writeln!(text, "TEMPLATE \"\"\"{}\"\"\"", chat.template);
+        if let Some(system) = &chat.system {
             let _ = writeln!(text, "SYSTEM \"\"\"{system}\"\"\"");
         }
-        for stop in format.stops() {
+        for stop in chat.stops {
             let _ = writeln!(text, "PARAMETER stop \"{stop}\"");
         }
     }
-    (text, format)
+    (text, chat.map(|c| c.format))
 }
 
 #[cfg(test)]

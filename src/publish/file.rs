@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 
 use quantize::gguf::{AtomicFile, Sink};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::{PublishError, Published, Release, ReleaseFile};
+use super::{PublishError, Published, Release, ReleaseFile, Version as Numbered};
 use crate::lock::Lock;
 use crate::stage::pipeline::MANIFEST_FILE;
 use crate::stage::state::sha256_of;
@@ -56,19 +55,22 @@ impl FileRegistry {
         Self { dir: dir.to_owned() }
     }
 
-    pub fn publish(&self, release: &Release) -> Result<Published, PublishError> {
+}
+
+impl super::ModelRegistry for FileRegistry {
+    fn publish(&self, release: &Release) -> Result<Published, PublishError> {
         check_name(&release.name)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| PublishError::io(&self.dir, e))?;
         let _lock = Lock::take(&self.dir.join(LOCK_FILE), "the registry")?;
         let index_path = self.dir.join(INDEX_FILE);
         let mut index = read_index(&index_path)?;
-        let content = content_sha256(&release.files);
+        let content = release.content_sha256();
         let model_dir = self.dir.join(&release.name);
         let published = |version: u64, reused| Published {
             registry: format!("file://{}", self.dir.display()),
             name: release.name.clone(),
-            version,
-            location: model_dir.join(format!("v{version}")),
+            version: Numbered::Number(version),
+            location: model_dir.join(format!("v{version}")).display().to_string(),
             reused,
         };
         let model = index.models.entry(release.name.clone()).or_default();
@@ -94,13 +96,7 @@ impl FileRegistry {
             copy_synced(&source, &copy)?;
             let sha256 = sha256_of(&copy).map_err(|e| PublishError::Registry { path: copy.clone(), message: e.to_string() })?;
             if sha256 != file.sha256 {
-                return Err(PublishError::Run {
-                    path: source,
-                    message: format!(
-                        "has sha256 {sha256}, the manifest says {}; it changed after the run",
-                        file.sha256
-                    ),
-                });
+                return Err(PublishError::changed(&source, &sha256, &file.sha256));
             }
         }
         copy_synced(&release.run_dir.join(MANIFEST_FILE), &partial.join(MANIFEST_FILE))?;
@@ -129,16 +125,6 @@ fn check_name(name: &str) -> Result<(), PublishError> {
             "model name '{name}': a file registry names directories after models; use letters, digits, '.', '_' and '-'"
         )))
     }
-}
-
-fn content_sha256(files: &[ReleaseFile]) -> String {
-    let mut hasher = Sha256::new();
-    for file in files {
-        hasher.update(file.path.as_os_str().as_encoded_bytes());
-        hasher.update(b"\0");
-        hasher.update(file.sha256.as_bytes());
-    }
-    format!("{:x}", hasher.finalize())
 }
 
 fn read_index(path: &Path) -> Result<Index, PublishError> {

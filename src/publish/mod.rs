@@ -3,12 +3,18 @@
 //! registers it whole or not at all.
 
 mod file;
+mod mlflow;
+mod mlflow_params;
+mod oci;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 pub use file::FileRegistry;
+pub use mlflow::MlflowRegistry;
+pub use oci::OciRegistry;
 
 use crate::recipe::publish::Registry;
 use crate::stage::pipeline::MANIFEST_FILE;
@@ -21,6 +27,8 @@ pub enum PublishError {
     Run { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
     Registry { path: PathBuf, message: String },
+    #[error("{registry}: {message}")]
+    Remote { registry: String, message: String },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
     #[error("{0}")]
@@ -30,6 +38,14 @@ pub enum PublishError {
 impl PublishError {
     fn io(path: &Path, source: std::io::Error) -> Self {
         PublishError::Io { path: path.to_owned(), source }
+    }
+
+    /// A run's file whose hash is no longer the manifest's.
+    fn changed(path: &Path, actual: &str, expected: &str) -> Self {
+        PublishError::Run {
+            path: path.to_owned(),
+            message: format!("has sha256 {actual}, the manifest says {expected}; it changed after the run"),
+        }
     }
 }
 
@@ -47,8 +63,25 @@ pub struct ReleaseFile {
 pub struct Release {
     pub run_dir: PathBuf,
     pub name: String,
+    /// The recipe the run ran, as written.
+    pub recipe: String,
     pub recipe_sha256: String,
     pub files: Vec<ReleaseFile>,
+    /// Every artifact of the run, for lineage and metrics.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// One artifact of the run's manifest.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub stage: String,
+    pub sha256: String,
+    pub size: u64,
+    #[serde(default)]
+    pub parents: Vec<String>,
+    #[serde(default)]
+    pub metrics: serde_json::Value,
 }
 
 /// Where a release went.
@@ -56,25 +89,51 @@ pub struct Release {
 pub struct Published {
     pub registry: String,
     pub name: String,
-    pub version: u64,
-    pub location: PathBuf,
+    pub version: Version,
+    /// The version's directory, or its URI in a remote registry.
+    pub location: String,
     /// The registry held this very release already; nothing was written.
     pub reused: bool,
+}
+
+/// A registry's name for a version: a number, or an OCI tag.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Version {
+    Number(u64),
+    Tag(String),
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Version::Number(n) => write!(f, "{n}"),
+            Version::Tag(tag) => f.write_str(tag),
+        }
+    }
+}
+
+/// A reader that hashes what passes through it, for files checked against
+/// the manifest as they upload.
+struct Hashing<'a, R> {
+    inner: &'a mut R,
+    hasher: &'a mut Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 #[derive(Deserialize)]
 struct ManifestView {
     name: String,
+    recipe: String,
     recipe_sha256: String,
-    artifacts: Vec<ArtifactView>,
-}
-
-#[derive(Deserialize)]
-struct ArtifactView {
-    path: PathBuf,
-    stage: String,
-    sha256: String,
-    size: u64,
+    artifacts: Vec<Artifact>,
 }
 
 impl Release {
@@ -95,9 +154,9 @@ impl Release {
         })?;
         let files: Vec<ReleaseFile> = manifest
             .artifacts
-            .into_iter()
+            .iter()
             .filter(|a| a.stage == "export")
-            .map(|a| ReleaseFile { path: a.path, sha256: a.sha256, size: a.size })
+            .map(|a| ReleaseFile { path: a.path.clone(), sha256: a.sha256.clone(), size: a.size })
             .collect();
         if files.is_empty() {
             return Err(PublishError::Run {
@@ -108,24 +167,42 @@ impl Release {
         Ok(Release {
             run_dir: run_dir.to_owned(),
             name: name.map_or(manifest.name, str::to_owned),
+            recipe: manifest.recipe,
             recipe_sha256: manifest.recipe_sha256,
             files,
+            artifacts: manifest.artifacts,
         })
     }
+
+    /// sha256 over the files' names and hashes: the same release is found again.
+    pub fn content_sha256(&self) -> String {
+        let mut hasher = Sha256::new();
+        for file in &self.files {
+            hasher.update(file.path.as_os_str().as_encoded_bytes());
+            hasher.update(b"\0");
+            hasher.update(file.sha256.as_bytes());
+        }
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+/// A registry a release can be published to.
+pub trait ModelRegistry {
+    /// Registers `release` whole, or finds the version that holds it.
+    fn publish(&self, release: &Release) -> Result<Published, PublishError>;
 }
 
 /// Publishes `release` to `registry`.
 pub fn publish(release: &Release, registry: &Registry) -> Result<Published, PublishError> {
-    match registry {
-        Registry::File { dir } => FileRegistry::new(dir).publish(release),
-        Registry::Mlflow { url } => Err(PublishError::Unsupported(format!(
-            "mlflow+{url}: publishing to MLflow is not available yet; use a file:// registry"
-        ))),
-        Registry::Oci { registry, repository, tag } => Err(PublishError::Unsupported(format!(
-            "oci://{registry}/{repository}:{tag}: publishing to OCI registries is not available yet; use a file:// registry"
-        ))),
-        Registry::HuggingFace { repo } => Err(PublishError::Unsupported(format!(
-            "hf://{repo}: publishing to the Hugging Face Hub is not available yet; use a file:// registry"
-        ))),
-    }
+    let registry: Box<dyn ModelRegistry> = match registry {
+        Registry::File { dir } => Box::new(FileRegistry::new(dir)),
+        Registry::Mlflow { url } => Box::new(MlflowRegistry::new(url)),
+        Registry::Oci { registry, repository, tag } => Box::new(OciRegistry::new(registry, repository, tag)),
+        Registry::HuggingFace { repo } => {
+            return Err(PublishError::Unsupported(format!(
+                "hf://{repo}: publishing to the Hugging Face Hub is not available yet; use file://, mlflow+http:// or oci://"
+            )));
+        }
+    };
+    registry.publish(release)
 }

@@ -3,7 +3,8 @@
 //! (each conversation rendered and scored on its own; against the teacher,
 //! KL divergence and same-top-token rate too), and exact match of generated
 //! answers; with `[eval] cascade`, the confidence threshold up to which the
-//! student keeps `target_accuracy` (see [`super::cascade`]).
+//! student keeps `target_accuracy` (see [`super::cascade`]), recorded in each
+//! GGUF's metadata and in the model card (see [`super::cascade_stamp`]).
 
 use std::path::{Path, PathBuf};
 
@@ -121,6 +122,7 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
         }
         models.push(scores);
     }
+    super::cascade_stamp::stamp(&models, exported)?;
     let report = EvalReport { inputs, data: origin, examples: records.len(), models, reused: false };
     std::fs::create_dir_all(&dir).map_err(|e| StageError::io(&dir, e))?;
     state::write_json(&dir.join(REPORT_FILE), &report)?;

@@ -2,6 +2,7 @@
 //! its own directory and reports what it wrote.
 
 pub mod cascade;
+mod cascade_stamp;
 pub mod data;
 pub mod distill;
 pub mod eval;

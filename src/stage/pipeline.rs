@@ -21,6 +21,8 @@ use crate::publish::{Published, Release};
 use crate::recipe::Recipe;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The recipe the run ran, copied byte for byte (its sha256 is the manifest's).
+pub const RECIPE_FILE: &str = "recipe.toml";
 
 /// The stages `decant run` runs, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -84,6 +86,8 @@ pub struct RunReport {
     pub manifest: Manifest,
     /// Every evaluated model's scores, the teacher's first.
     pub eval: Option<EvalReport>,
+    /// `RUN_DIR/report.md`.
+    pub report: PathBuf,
     pub published: Option<Published>,
 }
 
@@ -144,30 +148,31 @@ impl Pipeline<'_> {
         if until >= StageName::Export {
             let exported = export::run(recipe, run_dir, &student, &upstream)?;
             stages.push(StageRun { stage: StageName::Export, inputs: exported.inputs.clone(), reused: exported.reused });
+            if recipe.eval.is_some() && until >= StageName::Eval {
+                let report = eval::run(recipe, run_dir, &exported)?;
+                stages.push(StageRun { stage: StageName::Eval, inputs: report.inputs.clone(), reused: report.reused });
+                evaluated = Some(report);
+            }
+            // Hashed after eval, which records its cascade in the files.
             for file in &exported.files {
+                let scores = evaluated.iter().flat_map(|r| &r.models).find(|m| m.model == file.path);
+                let mut metrics = json!({ "type": file.ty, "tensors": file.tensors });
+                if let Some(scores) = scores {
+                    metrics["eval"] = serde_json::to_value(scores).expect("serializable");
+                }
                 artifacts.push(artifact(
                     run_dir,
                     &file.path,
                     if file.format == "gguf" { "gguf" } else { "safetensors" },
                     StageName::Export,
                     vec![relative(run_dir, &student)],
-                    json!({ "type": file.ty, "tensors": file.tensors }),
+                    metrics,
                 )?);
-            }
-            if recipe.eval.is_some() && until >= StageName::Eval {
-                let report = eval::run(recipe, run_dir, &exported)?;
-                stages.push(StageRun { stage: StageName::Eval, inputs: report.inputs.clone(), reused: report.reused });
-                for scores in &report.models {
-                    let path = relative(run_dir, &scores.model);
-                    if let Some(artifact) = artifacts.iter_mut().find(|a| a.path == path) {
-                        artifact.metrics["eval"] = serde_json::to_value(scores).expect("serializable");
-                    }
-                }
-                evaluated = Some(report);
             }
         }
 
         let recipe_bytes = std::fs::read(self.recipe_path).map_err(|e| StageError::io(self.recipe_path, e))?;
+        state::write_bytes(&run_dir.join(RECIPE_FILE), &recipe_bytes)?;
         let manifest = Manifest {
             name: recipe.export.name.clone(),
             decant_version: env!("CARGO_PKG_VERSION"),
@@ -177,6 +182,7 @@ impl Pipeline<'_> {
             artifacts,
         };
         state::write_json(&run_dir.join(MANIFEST_FILE), &manifest)?;
+        let report = crate::report::write(run_dir, &manifest, evaluated.as_ref())?;
         let published = match &recipe.publish {
             Some(publish) if until >= StageName::Publish => {
                 let release = Release::of_run(run_dir, Some(&publish.model_name))?;
@@ -184,7 +190,7 @@ impl Pipeline<'_> {
             }
             _ => None,
         };
-        Ok(RunReport { manifest, eval: evaluated, published })
+        Ok(RunReport { manifest, eval: evaluated, report, published })
     }
 }
 

@@ -137,12 +137,16 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StageError> {
 
 /// Writes `value` as pretty JSON under a temporary name, renamed when complete.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StageError> {
+    write_bytes(path, serde_json::to_string_pretty(value).expect("serializable").as_bytes())
+}
+
+/// Writes `bytes` under a temporary name, renamed when complete.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
     }
-    let text = serde_json::to_string_pretty(value).expect("serializable");
     let mut file = AtomicFile::create(path).map_err(|e| StageError::io(path, e))?;
-    file.write_all(text.as_bytes()).map_err(|e| StageError::io(path, e))?;
+    file.write_all(bytes).map_err(|e| StageError::io(path, e))?;
     file.complete().map_err(|e| StageError::io(path, e))?;
     Ok(())
 }

@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+pub mod mlflow_server;
+pub mod oci_registry;
+
 /// The reference teacher, fetched by `tools/fetch-reference-model.sh`. Missing is a
 /// failure, not a skip: CI fetches it first, and a silent skip would hide that.
 pub fn reference_model() -> PathBuf {

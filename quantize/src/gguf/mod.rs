@@ -38,6 +38,7 @@ mod error;
 mod file;
 mod named;
 mod parse;
+mod rewrite;
 mod sink;
 mod tensor_info;
 mod value;
@@ -45,6 +46,7 @@ mod writer;
 
 pub use error::{GgufError, Problem};
 pub use file::GgufFile;
+pub use rewrite::set_metadata;
 pub use sink::{AtomicFile, Sink};
 pub use tensor_info::TensorInfo;
 pub use value::{Array, Value, ValueType};
