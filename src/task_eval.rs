@@ -54,6 +54,8 @@ pub struct TaskReport {
     /// Share of all gold fields predicted exactly (micro average).
     pub field_accuracy: Option<f64>,
     pub per_field: BTreeMap<String, f64>,
+    /// Generated tokens per second of generation, prompt processing included.
+    pub tokens_per_s: Option<f64>,
     pub predictions: Vec<Prediction>,
 }
 
@@ -78,6 +80,7 @@ pub fn evaluate<B: Backend>(
 ) -> Result<TaskReport, TaskEvalError> {
     let ChatTask { tokenizer, template, max_new_tokens } = *task;
     let mut predictions = Vec::new();
+    let mut generating = std::time::Duration::ZERO;
     for record in records {
         let example = ChatExample::of(record?, tokenizer, template)?;
         let (location, prompt) = (example.location, example.prompt);
@@ -85,8 +88,10 @@ pub fn evaluate<B: Backend>(
             location: location.clone(),
             message: message.to_owned(),
         };
+        let started = std::time::Instant::now();
         let generation = generate_greedy(model, &prompt, max_new_tokens, |id| tokenizer.is_eog(id), |_| {})
             .map_err(|e| fail(&e.to_string()))?;
+        generating += started.elapsed();
         let text = tokenizer.decode(&generation.tokens, false)?;
         let mean_logprob = if generation.logprobs.is_empty() {
             0.0
@@ -101,7 +106,9 @@ pub fn evaluate<B: Backend>(
     if predictions.is_empty() {
         return Err(TaskEvalError::Empty(origin.to_owned()));
     }
-    Ok(summarize(predictions))
+    let generated: usize = predictions.iter().map(|p| p.tokens).sum();
+    let seconds = generating.as_secs_f64();
+    Ok(TaskReport { tokens_per_s: (seconds > 0.0).then(|| generated as f64 / seconds), ..summarize(predictions) })
 }
 
 /// A chat example ready to generate from: the conversation before its last
@@ -273,6 +280,7 @@ pub fn summarize(predictions: Vec<Prediction>) -> TaskReport {
         json_valid,
         field_accuracy: (total > 0).then(|| share(hits, total)),
         per_field: per_field.into_iter().map(|(k, (h, t))| (k, share(h, t))).collect(),
+        tokens_per_s: None,
         predictions,
     }
 }

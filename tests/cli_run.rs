@@ -123,6 +123,7 @@ fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_thresh
     assert!((0.0..=1.0).contains(&student["top1"].as_f64().unwrap()), "{student}");
     for model in models {
         assert!((0.0..=1.0).contains(&model["exact_match"].as_f64().unwrap()), "{model}");
+        assert!(model["tokens_per_s"].as_f64().unwrap() > 0.0, "{model}");
         let curve = model["cascade"]["curve"].as_array().unwrap();
         assert!(!curve.is_empty() && curve.last().unwrap()["coverage"] == 1.0, "{model}");
     }
@@ -161,7 +162,7 @@ fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_thresh
     assert!(svg.starts_with("<svg") && svg.contains("\ndistill\n</text>") && svg.contains("\nqat\n</text>"), "{svg}");
     let stdout_table = decant(&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     let table = stdout(&stdout_table);
-    assert!(table.contains("teacher") && table.contains("q4_0") && table.contains("exact"), "{table}");
+    assert!(table.contains("teacher") && table.contains("q4_0") && table.contains("exact") && table.contains("tok/s"), "{table}");
 }
 
 #[test]

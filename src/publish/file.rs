@@ -87,11 +87,7 @@ impl super::ModelRegistry for FileRegistry {
         }
         std::fs::create_dir_all(&partial).map_err(|e| PublishError::io(&partial, e))?;
         for file in &release.files {
-            let source = release.run_dir.join(&file.path);
-            let name = file.path.file_name().ok_or_else(|| PublishError::Run {
-                path: source.clone(),
-                message: "names no file".to_owned(),
-            })?;
+            let (source, name) = file.located(&release.run_dir)?;
             let copy = partial.join(name);
             copy_synced(&source, &copy)?;
             let sha256 = sha256_of(&copy).map_err(|e| PublishError::Registry { path: copy.clone(), message: e.to_string() })?;

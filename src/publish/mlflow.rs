@@ -152,11 +152,7 @@ impl MlflowRegistry {
     /// manifest's sha256 as it streams.
     fn upload(&self, run: &Run, release: &Release) -> Result<(), PublishError> {
         for file in &release.files {
-            let source = release.run_dir.join(&file.path);
-            let name = file.path.file_name().ok_or_else(|| PublishError::Run {
-                path: source.clone(),
-                message: "names no file".to_owned(),
-            })?;
+            let (source, name) = file.located(&release.run_dir)?;
             let target = format!("{MODEL_DIR}/{}", name.to_string_lossy());
             let sha256 = self.upload_tree(run, &source, &target)?;
             if sha256 != file.sha256 {

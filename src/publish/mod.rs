@@ -58,6 +58,17 @@ pub struct ReleaseFile {
     pub size: u64,
 }
 
+impl ReleaseFile {
+    /// The file in `run_dir`, and its name.
+    fn located(&self, run_dir: &Path) -> Result<(PathBuf, &std::ffi::OsStr), PublishError> {
+        let source = run_dir.join(&self.path);
+        match self.path.file_name() {
+            Some(name) => Ok((source, name)),
+            None => Err(PublishError::Run { path: source, message: "names no file".to_owned() }),
+        }
+    }
+}
+
 /// What is published from a run directory.
 #[derive(Clone, Debug)]
 pub struct Release {

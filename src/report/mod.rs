@@ -85,8 +85,8 @@ fn models_table(text: &mut String, run_dir: &Path, eval: &EvalReport) {
     let _ = write!(
         text,
         "\n## Models\n\nOn {} examples of `{}`.\n\n\
-         | model | file | size (MB) | parameters | perplexity | KL to teacher | same top token | exact match | cascade: threshold, student keeps |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | model | file | size (MB) | parameters | perplexity | KL to teacher | same top token | exact match | tokens/s | cascade: threshold, student keeps |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         eval.examples, eval.data
     );
     let number = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.4}"));
@@ -99,7 +99,7 @@ fn models_table(text: &mut String, run_dir: &Path, eval: &EvalReport) {
         };
         let _ = writeln!(
             text,
-            "| {} | `{file}` | {:.1} | {} | {} | {} | {} | {} | {cascade} |",
+            "| {} | `{file}` | {:.1} | {} | {} | {} | {} | {} | {} | {cascade} |",
             m.label,
             m.file_size as f64 / 1e6,
             m.parameters,
@@ -107,6 +107,7 @@ fn models_table(text: &mut String, run_dir: &Path, eval: &EvalReport) {
             number(m.kld),
             number(m.top1),
             number(m.exact_match),
+            m.tokens_per_s.map_or("—".to_owned(), |v| format!("{v:.1}")),
         );
     }
 }

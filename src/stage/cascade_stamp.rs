@@ -37,7 +37,7 @@ pub fn stamp(models: &[ModelScores], exported: &ExportReport) -> Result<(), Stag
             entries.push(("decant.cascade.coverage".to_owned(), Value::F32(point.coverage as f32)));
             entries.push(("decant.cascade.accuracy".to_owned(), Value::F32(point.accuracy as f32)));
         }
-        set_metadata(&scores.model, &entries)?;
+        set_metadata(&scores.model, &entries).map_err(export::ExportError::from)?;
     }
     for hf in exported.files.iter().filter(|f| f.format == "safetensors") {
         write_card_section(&hf.path.join("README.md"), &stamped)?;
@@ -63,7 +63,7 @@ fn write_card_section(card: &Path, models: &[&ModelScores]) -> Result<(), StageE
         };
         section.push_str(&row);
     }
-    let _ = write!(section, "{CARD_END}\n");
+    let _ = writeln!(section, "{CARD_END}");
     let updated = match (text.find(CARD_BEGIN), text.find(CARD_END)) {
         (Some(begin), Some(end)) if end > begin => {
             format!("{}{section}{}", &text[..begin], text[end + CARD_END.len()..].trim_start_matches('\n'))

@@ -21,8 +21,6 @@ pub enum StageError {
     #[error(transparent)]
     Export(#[from] export::ExportError),
     #[error(transparent)]
-    Gguf(#[from] quantize::gguf::GgufError),
-    #[error(transparent)]
     Publish(#[from] crate::publish::PublishError),
     #[error("{}: {source}", path.display())]
     Io {

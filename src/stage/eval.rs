@@ -38,6 +38,9 @@ pub struct ModelScores {
     pub exact_match: Option<f64>,
     pub json_valid: Option<f64>,
     pub field_accuracy: Option<f64>,
+    /// Generated tokens per second in the exact-match generations.
+    #[serde(default)]
+    pub tokens_per_s: Option<f64>,
     pub cascade: Option<Cascade>,
 }
 
@@ -103,6 +106,7 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
             exact_match: None,
             json_valid: None,
             field_accuracy: None,
+            tokens_per_s: None,
             cascade: None,
         };
         text_metrics(&mut scores, model, teacher.as_ref().filter(|_| !is_teacher), &documents, eval, &origin)?;
@@ -118,6 +122,7 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
             scores.exact_match = Some(report.exact_match);
             scores.json_valid = report.json_valid;
             scores.field_accuracy = report.field_accuracy;
+            scores.tokens_per_s = report.tokens_per_s;
             scores.cascade = eval.cascade.map(|c| choose(&report.predictions, c.target_accuracy));
         }
         models.push(scores);
