@@ -11,9 +11,14 @@
 # divergence from the teacher; with
 # EXACT=N also task exact-match on N examples (slow on CPU). The last lines give,
 # per type, the share of the perplexity degradation QAT recovers,
-# (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32).
+# (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_f32), and the same against a control:
+# the student trained for the same QAT steps and loss with Q8_0 fake-quant
+# (nearly lossless), exported at F32 (ctl-f32) and post-training quantized
+# (ctl-q4_0, ctl-q4_k_m). An under-trained student gains from the extra steps
+# alone; the control separates that from what the rounding-aware training wins.
 #
 #   bash tools/bench/qat_recovery.sh     # DISTILL_STEPS=100 BATCH=4 EXAMPLES=60 EXACT=0 by default
+#   REFERENCE=student QAT_LR=3e-5 bash tools/bench/qat_recovery.sh   # QAT's [qat] reference and lr
 #
 # Needs a built decant (cargo build --release, or DECANT=path) and the reference
 # teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
@@ -28,6 +33,8 @@ batch="${BATCH:-4}"
 qat_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
 examples="${EXAMPLES:-60}"
 exact="${EXACT:-0}"
+reference="${REFERENCE:-teacher}"
+qat_lr="${QAT_LR:-3e-5}"
 work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 echo "work directory: $work" >&2
@@ -67,6 +74,8 @@ checkpoint_every = $steps
 [qat]
 type = "$1"
 steps = $qat_steps
+lr = $qat_lr
+reference = "$reference"
 
 [export]
 types = ["$1"]
@@ -77,21 +86,29 @@ EOF
 run="$work/run-q4_0"
 recipe q4_0 > "$work/q4_0.toml"
 recipe q4_k_m > "$work/q4_k_m.toml"
+recipe q8_0 > "$work/q8_0.toml"
 "$decant" distill "$work/q4_0.toml" --out "$run" --json > "$work/distill.json"
 mkdir -p "$work/run-q4_k_m"
 cp -r "$run/distill" "$work/run-q4_k_m/"
 student="$run/distill/student"
 
 "$decant" export --model "$student" --format gguf --type f32 --out "$work/f32.gguf" --json > /dev/null
-for mix in q4_0 q4_k_m; do
+mkdir -p "$work/run-q8_0"
+cp -r "$run/distill" "$work/run-q8_0/"
+for mix in q4_0 q4_k_m q8_0; do
   "$decant" qat "$work/$mix.toml" --out "$work/run-$mix" --json > "$work/qat-$mix.json"
+done
+control="$work/run-q8_0/qat/student"
+"$decant" export --model "$control" --format gguf --type f32 --out "$work/ctl-f32.gguf" --json > /dev/null
+for mix in q4_0 q4_k_m; do
   "$decant" export --model "$student" --format gguf --type "$mix" --out "$work/ptq-$mix.gguf" --json > /dev/null
   "$decant" export --model "$work/run-$mix/qat/student" --format gguf --type "$mix" \
     --out "$work/qat-$mix.gguf" --json > /dev/null
+  "$decant" export --model "$control" --format gguf --type "$mix" --out "$work/ctl-$mix.gguf" --json > /dev/null
 done
 
 printf '%-12s %10s %10s %8s\n' model ppl kld exact
-for name in f32 ptq-q4_0 qat-q4_0 ptq-q4_k_m qat-q4_k_m; do
+for name in f32 ptq-q4_0 qat-q4_0 ptq-q4_k_m qat-q4_k_m ctl-f32 ctl-q4_0 ctl-q4_k_m; do
   model="$work/$name.gguf"
   "$decant" eval --model "$model" --teacher "$teacher" --data "$work/eval.jsonl" \
     --metrics ppl,kld --json > "$work/eval-$name.json"
@@ -118,4 +135,8 @@ for mix in ("q4_0", "q4_k_m"):
     won = rows[f"ptq-{mix}"] - rows[f"qat-{mix}"]
     share = won / lost if lost > 0 else float("nan")
     print(f"{mix}: PTQ adds {lost:+.4f} ppl, QAT wins back {won:+.4f} ({share:.0%})")
+    lost = rows[f"ctl-{mix}"] - rows["ctl-f32"]
+    won = rows[f"ctl-{mix}"] - rows[f"qat-{mix}"]
+    share = won / lost if lost > 0 else float("nan")
+    print(f"{mix} against the control: PTQ adds {lost:+.4f} ppl, QAT wins back {won:+.4f} ({share:.0%})")
 EOF
