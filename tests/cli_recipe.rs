@@ -116,7 +116,7 @@ fn unknown_key_is_reported_with_line_and_column() {
         [format!(
             "{}:12:3: unknown key `stpes` in [train]; did you mean `steps`? (known keys: optimizer, \
              lr, schedule, min_lr, warmup_steps, steps, batch_size, grad_accum, clip_norm, seed, \
-             checkpoint_every, keep_checkpoints, backend, devices, freeze, dtype)",
+             checkpoint_every, keep_checkpoints, backend, devices, freeze, dtype, on_non_finite)",
             path.display()
         )]
     );
@@ -124,6 +124,27 @@ fn unknown_key_is_reported_with_line_and_column() {
         "error: {}: 1 error in the recipe\n",
         path.display()
     )));
+}
+
+#[test]
+fn what_a_non_finite_step_does_is_stop_or_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let skip = write_recipe(dir.path(), &MINIMAL.replace("steps = 10", "steps = 10\non_non_finite = \"skip\""));
+    let out = check(&skip, true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value["config"]["train"]["on_non_finite"], "skip");
+
+    let ignore = write_recipe(dir.path(), &MINIMAL.replace("steps = 10", "steps = 10\non_non_finite = \"ignore\""));
+    let out = check(&ignore, false);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        error_lines(&out),
+        [format!(
+            "{}:12:17: `train.on_non_finite`: unknown value 'ignore' (expected 'stop' or 'skip')",
+            ignore.display()
+        )]
+    );
 }
 
 #[test]

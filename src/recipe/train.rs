@@ -2,6 +2,7 @@
 
 use serde::{Serialize, Serializer};
 use train::backend::{BackendError, BackendKind};
+use train::trainer::NonFinitePolicy;
 
 use super::reader::{Table, above_zero, count, non_negative, number_in, one_of, positive, string};
 
@@ -55,6 +56,8 @@ pub struct Train {
     /// Glob patterns over parameter names (`token_embd.*`, `blk.0.*`) not trained.
     pub freeze: Vec<String>,
     pub dtype: Dtype,
+    /// `"stop"` (the default) or `"skip"` a step whose loss or gradient is NaN/Inf.
+    pub on_non_finite: NonFinitePolicy,
 }
 
 fn by_name<S: Serializer>(kind: &BackendKind, serializer: S) -> Result<S::Ok, S::Error> {
@@ -105,6 +108,10 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Train> {
             }
         })
         .unwrap_or(Dtype::F32);
+    let on_non_finite = table
+        .optional("on_non_finite", one_of(&["stop", "skip"]))
+        .map(|name| if name == "skip" { NonFinitePolicy::Skip } else { NonFinitePolicy::Stop })
+        .unwrap_or_default();
 
     let out = table.collector();
     if let (Some(lr), true) = (lr, min_lr > 0.0)
@@ -167,6 +174,7 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Train> {
         devices,
         freeze,
         dtype,
+        on_non_finite,
     })
 }
 

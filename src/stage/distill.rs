@@ -293,6 +293,7 @@ pub fn train_config(train: &Train) -> Result<TrainConfig, StageError> {
         checkpoint_every: train.checkpoint_every,
         keep_checkpoints: train.keep_checkpoints as usize,
         freeze: train.freeze.clone(),
+        on_non_finite: train.on_non_finite,
     };
     config.validate()?;
     Ok(config)

@@ -22,7 +22,9 @@ use serde_json::json;
 use train::import::{LayerWeight, Weight};
 use train::optim::{AdamWConfig, ScheduleKind};
 use train::qat::{FakeQuant, FakeQuantPlan, Ste};
-use train::trainer::{CrossEntropy, Objective, Quiet, TrainConfig, TrainData, Trainer};
+use train::trainer::{
+    CrossEntropy, NonFinitePolicy, Objective, Quiet, TrainConfig, TrainData, Trainer,
+};
 use train::{Architecture, CpuBackend, ModelConfig, RopeConfig, RopeScaling};
 
 type B = Autodiff<CpuBackend>;
@@ -109,6 +111,7 @@ fn median_step(objective: &mut impl Objective<B>) -> Duration {
         checkpoint_every: 1_000_000,
         keep_checkpoints: 1,
         freeze: Vec::new(),
+        on_non_finite: NonFinitePolicy::Stop,
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut trainer = Trainer::start(config, model, data(), dir.path()).expect("a fresh run");

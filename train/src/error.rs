@@ -95,6 +95,17 @@ pub enum TrainError {
         what: &'static str,
         value: f64,
     },
+    #[error(
+        "step {step}: the {what} is {value}, the {steps}th non-finite step in a row; stopping \
+         with the last good checkpoint kept (the weights have diverged: lower the learning \
+         rate or clip gradients)"
+    )]
+    NonFiniteRepeated {
+        step: u64,
+        what: &'static str,
+        value: f64,
+        steps: u64,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

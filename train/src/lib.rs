@@ -8,6 +8,7 @@ pub mod eval;
 pub mod generate;
 pub mod imatrix;
 pub mod import;
+mod json_number;
 pub mod model;
 pub mod optim;
 pub mod qat;

@@ -1,6 +1,7 @@
 //! The training core on a tiny model: SFT learns, gradient accumulation and
 //! clipping behave, a resumed run repeats the uninterrupted one, and a
-//! non-finite loss stops the run with its last checkpoint intact.
+//! non-finite loss stops the run with its last checkpoint intact, or is skipped
+//! when the run is told to.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use burn::backend::Autodiff;
 use datasets::{Documents, LoaderConfig, Order, Shard};
 use train::config::{Architecture, ModelConfig, RopeConfig, RopeScaling};
 use train::optim::ScheduleKind;
-use train::trainer::{CrossEntropy, Quiet, TrainConfig, TrainData, Trainer, read_metrics};
+use train::trainer::{
+    CrossEntropy, NonFinitePolicy, Quiet, TrainConfig, TrainData, Trainer, read_metrics,
+};
 use train::{CpuBackend, TrainError, Transformer};
 
 type B = Autodiff<CpuBackend>;
@@ -268,6 +271,73 @@ fn non_finite_loss_stops_with_the_last_checkpoint_kept() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(checkpoints, ["step-00000003"]);
+}
+
+#[test]
+fn a_run_told_to_skip_non_finite_steps_takes_no_update_on_them_and_goes_on() {
+    let skipping = TrainConfig {
+        on_non_finite: NonFinitePolicy::Skip,
+        ..config(8)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer =
+        Trainer::start(skipping.clone(), tiny_model(6), data(true, 2), dir.path()).unwrap();
+    trainer.run(&mut CrossEntropy, &mut Quiet, Some(3)).unwrap();
+    let before = train::optim::named_tensors(trainer.model());
+    let summary = trainer.run(&mut Poisoned, &mut Quiet, Some(4)).unwrap();
+    assert_eq!(summary.steps, 4);
+    assert_eq!(train::optim::named_tensors(trainer.model()), before, "a skipped step leaves the weights");
+    let summary = trainer.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
+    assert_eq!(summary.steps, 8);
+    assert!(summary.last_loss.is_finite());
+
+    let metrics = read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics.iter().map(|m| m.step).collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<_>>());
+    assert_eq!(metrics[3].skipped.as_deref(), Some("the loss is NaN"));
+    assert!(metrics[3].loss.is_nan());
+    assert!(metrics.iter().filter(|m| m.skipped.is_some()).count() == 1);
+
+    let resumed_dir = tempfile::tempdir().unwrap();
+    let mut trainer =
+        Trainer::start(skipping.clone(), tiny_model(6), data(true, 2), resumed_dir.path()).unwrap();
+    trainer.run(&mut CrossEntropy, &mut Quiet, Some(3)).unwrap();
+    trainer.run(&mut Poisoned, &mut Quiet, Some(4)).unwrap();
+    drop(trainer);
+    let mut resumed = Trainer::resume(skipping, data(true, 2), resumed_dir.path(), &Default::default())
+        .unwrap();
+    assert_eq!(resumed.step(), 3, "the checkpoint before the skipped step");
+    resumed.run(&mut Poisoned, &mut Quiet, Some(4)).unwrap();
+    resumed.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
+    assert_eq!(losses(resumed_dir.path()).len(), 8);
+    let (a, b) = (losses(dir.path()), losses(resumed_dir.path()));
+    for (step, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6,
+            "step {}: {a} vs {b}",
+            step + 1
+        );
+    }
+}
+
+#[test]
+fn a_run_that_keeps_failing_stops_even_when_it_skips_non_finite_steps() {
+    let skipping = TrainConfig {
+        on_non_finite: NonFinitePolicy::Skip,
+        checkpoint_every: 2,
+        ..config(30)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::start(skipping, tiny_model(6), data(true, 2), dir.path()).unwrap();
+    trainer.run(&mut CrossEntropy, &mut Quiet, Some(2)).unwrap();
+    let err = trainer.run(&mut Poisoned, &mut Quiet, None).err().unwrap();
+    assert!(matches!(err, TrainError::NonFiniteRepeated { step: 12, steps: 10, .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("step 12: the loss is NaN, the 10th non-finite step in a row"),
+        "{err}"
+    );
+    let checkpoints = std::fs::read_dir(dir.path().join("checkpoints")).unwrap().count();
+    assert_eq!(checkpoints, 2, "the newest checkpoints are kept, skipped steps and all");
 }
 
 /// An objective whose loss is NaN, as a diverged run's would be.

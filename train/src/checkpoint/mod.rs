@@ -46,6 +46,7 @@ pub struct TrainerState {
     /// settings is refused instead of silently mixing two runs.
     pub config_fingerprint: u64,
     /// The loss of `step`, for display.
+    #[serde(with = "crate::json_number")]
     pub loss: f64,
 }
 

@@ -26,6 +26,20 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Parameters excluded from training, as glob patterns over their names.
     pub freeze: Vec<String>,
+    pub on_non_finite: NonFinitePolicy,
+}
+
+/// What a step whose loss or gradient norm is NaN or infinite does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonFinitePolicy {
+    /// Stop the run with an error naming the step; its last checkpoint stays.
+    #[default]
+    Stop,
+    /// Leave the weights and optimizer state as they were and go on with the
+    /// next batch, as large-scale trainers do for a rare bad batch; a run that
+    /// keeps failing still stops.
+    Skip,
 }
 
 impl Default for TrainConfig {
@@ -42,6 +56,7 @@ impl Default for TrainConfig {
             checkpoint_every: 100,
             keep_checkpoints: 2,
             freeze: Vec::new(),
+            on_non_finite: NonFinitePolicy::Stop,
         }
     }
 }
@@ -114,6 +129,7 @@ impl TrainConfig {
             "clip_norm": self.clip_norm,
             "seed": self.seed,
             "freeze": self.freeze,
+            "on_non_finite": self.on_non_finite,
         });
         fnv1a(shaping.to_string().as_bytes())
     }

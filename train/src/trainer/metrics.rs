@@ -15,11 +15,13 @@ pub struct StepMetrics {
     /// Optimizer steps taken, this one included.
     pub step: u64,
     /// Mean loss per trained token.
+    #[serde(with = "crate::json_number")]
     pub loss: f64,
     /// The parts of the loss, each a mean per trained token.
     pub components: BTreeMap<String, f64>,
     pub lr: f64,
     /// Global gradient norm before clipping.
+    #[serde(with = "crate::json_number")]
     pub grad_norm: f64,
     /// Tokens that carried a loss.
     pub trained_tokens: u64,
@@ -27,6 +29,10 @@ pub struct StepMetrics {
     pub tokens_per_s: f64,
     /// Seconds since this process started training.
     pub elapsed_s: f64,
+    /// Why the step left the weights as they were (`"the loss is NaN"`), when
+    /// the run skips non-finite steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 pub struct MetricsLog {

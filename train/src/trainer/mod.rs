@@ -7,7 +7,7 @@ mod objective;
 mod progress;
 mod run;
 
-pub use config::TrainConfig;
+pub use config::{NonFinitePolicy, TrainConfig};
 pub use metrics::{MetricsLog, StepMetrics, read_metrics};
 pub use objective::{
     CrossEntropy, LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor,

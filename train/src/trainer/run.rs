@@ -13,7 +13,7 @@ use burn::tensor::backend::AutodiffBackend;
 use datasets::order::SplitMix64;
 use datasets::{Batch, Documents, Loader, LoaderConfig};
 
-use super::config::TrainConfig;
+use super::config::{NonFinitePolicy, TrainConfig};
 use super::metrics::{MetricsLog, StepMetrics};
 use super::objective::Objective;
 use super::progress::StepObserver;
@@ -43,7 +43,13 @@ pub struct Trainer<B: AutodiffBackend> {
     metrics: MetricsLog,
     step: u64,
     last_loss: f64,
+    /// Steps skipped for a non-finite loss since the last good one.
+    skipped_in_a_row: u64,
 }
+
+/// A run that skips non-finite steps stops after this many in a row: by then the
+/// weights, not one batch, are what is broken.
+const MAX_SKIPPED_IN_A_ROW: u64 = 10;
 
 /// How a call to [`Trainer::run`] ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +93,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             config,
             step: 0,
             last_loss: f64::NAN,
+            skipped_in_a_row: 0,
         })
     }
 
@@ -134,6 +141,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             config,
             step,
             last_loss: saved.state.loss,
+            skipped_in_a_row: 0,
         })
     }
 
@@ -213,11 +221,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             let loss = objective.loss(&self.model, batch, &mut rng)?;
             let value: f64 = loss.total.clone().into_scalar().elem();
             if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    step,
-                    what: "loss",
-                    value,
-                });
+                return self.non_finite(step, "loss", value, lr, trained);
             }
             loss_sum += value;
             for (name, part) in loss.components {
@@ -229,16 +233,13 @@ impl<B: AutodiffBackend> Trainer<B> {
         let grads = accumulator.grads();
         let grad_norm = global_grad_norm(&self.model, &grads);
         if !grad_norm.is_finite() {
-            return Err(TrainError::NonFinite {
-                step,
-                what: "gradient norm",
-                value: grad_norm,
-            });
+            return self.non_finite(step, "gradient norm", grad_norm, lr, trained);
         }
         let scale = scale_grads(grad_norm, self.config.clip_norm);
         self.model = self.optimizer.step(self.model.clone(), grads, lr, scale);
         self.step = step;
         self.last_loss = loss_sum / norm;
+        self.skipped_in_a_row = 0;
         Ok(StepMetrics {
             step,
             loss: self.last_loss,
@@ -248,6 +249,44 @@ impl<B: AutodiffBackend> Trainer<B> {
             trained_tokens: trained as u64,
             tokens_per_s: 0.0,
             elapsed_s: 0.0,
+            skipped: None,
+        })
+    }
+
+    /// Step `step` met a non-finite `what`: an error under
+    /// [`NonFinitePolicy::Stop`]; under `Skip`, the step is taken without an
+    /// update, so the schedule, the data and the checkpoints go on as planned.
+    fn non_finite(
+        &mut self,
+        step: u64,
+        what: &'static str,
+        value: f64,
+        lr: f64,
+        trained: usize,
+    ) -> Result<StepMetrics, TrainError> {
+        if self.config.on_non_finite == NonFinitePolicy::Stop {
+            return Err(TrainError::NonFinite { step, what, value });
+        }
+        self.skipped_in_a_row += 1;
+        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW {
+            return Err(TrainError::NonFiniteRepeated {
+                step,
+                what,
+                value,
+                steps: self.skipped_in_a_row,
+            });
+        }
+        self.step = step;
+        Ok(StepMetrics {
+            step,
+            loss: if what == "loss" { value } else { f64::NAN },
+            components: BTreeMap::new(),
+            lr,
+            grad_norm: if what == "loss" { f64::NAN } else { value },
+            trained_tokens: trained as u64,
+            tokens_per_s: 0.0,
+            elapsed_s: 0.0,
+            skipped: Some(format!("the {what} is {value}")),
         })
     }
 
