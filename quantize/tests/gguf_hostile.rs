@@ -1,10 +1,16 @@
 //! Hostile and broken GGUF files: each is refused with an error naming the file and
 //! what is wrong, never a panic and never an allocation sized by an unchecked field.
+//!
+//! The property tests run `PROPTEST_CASES` cases each (default in `cases()`); a
+//! longer run: `PROPTEST_CASES=100000 cargo nextest run -p quantize --test gguf_hostile`.
 
 use std::path::Path;
 
 use proptest::prelude::*;
 use quantize::gguf::{GgufError, GgufFile};
+
+#[global_allocator]
+static METER: testkit::PeakAlloc = testkit::PeakAlloc;
 
 const F32: u32 = 0;
 const Q8_0: u32 = 8;
@@ -456,12 +462,62 @@ fn end_of_header(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
+/// Enough to run in a few seconds in a debug build; `PROPTEST_CASES` raises it.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
+}
+
+/// The most heap the parser may use for `len` input bytes. Every count in the file
+/// is checked against the bytes left before it sizes a vector, so memory is linear
+/// in the file's size, and the constant comes from the densest encodings:
+/// - a metadata entry is 14 bytes at least and costs a `(String, Value)` (64 bytes),
+///   a hash-map slot for its key (about 2 × 33 bytes at the load factor after a
+///   resize) and two one-byte copies of the key: about 10× its encoded size, all
+///   preallocated from the header's count; tensor infos (24 bytes, about 6×) are
+///   preallocated from the same count check, before their bytes are read;
+/// - an array of strings or arrays preallocates 24 or 32 bytes per claimed element
+///   of at least 8 or 12 encoded bytes (3×), and up to `MAX_ARRAY_DEPTH` (16)
+///   nested arrays claim the same remaining bytes at once.
+/// 64× covers their sum with room; `K` is the fixed cost of an error message and
+/// the empty tables.
+fn heap_bound(len: usize) -> usize {
+    64 * len + 16 * 1024
+}
+
+/// Parses `bytes` in memory and checks the parser stayed within [`heap_bound`].
+fn parse_metered(bytes: Vec<u8>, label: &str) -> Result<Result<GgufFile, GgufError>, TestCaseError> {
+    let len = bytes.len();
+    let (parsed, peak) = testkit::peak_during(|| GgufFile::from_bytes(bytes, label));
+    prop_assert!(peak <= heap_bound(len), "{} heap bytes for a {len}-byte file", peak);
+    Ok(parsed)
+}
+
+fn mutated_golden(
+    golden_index: usize,
+    mutations: Vec<(prop::sample::Index, u8)>,
+    cut: Option<prop::sample::Index>,
+) -> (&'static str, Vec<u8>) {
+    let name = GOLDENS[golden_index];
+    let mut bytes = golden(name);
+    for (at, byte) in mutations {
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+    }
+    if let Some(cut) = cut {
+        bytes.truncate(cut.index(bytes.len()));
+    }
+    (name, bytes)
+}
+
+const GOLDENS: [&str; 5] =
+    ["metadata.gguf", "tensors.gguf", "alignment64.gguf", "v2.gguf", "empty_arrays.gguf"];
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = GgufFile::from_bytes(bytes, "arbitrary");
+        let _ = parse_metered(bytes, "arbitrary")?;
     }
 
     #[test]
@@ -472,29 +528,65 @@ proptest! {
         let mut bytes = b"GGUF".to_vec();
         bytes.extend_from_slice(&version.to_le_bytes());
         bytes.extend_from_slice(&rest);
-        let _ = GgufFile::from_bytes(bytes, "arbitrary");
+        let _ = parse_metered(bytes, "arbitrary")?;
     }
 
     #[test]
     fn mutated_goldens_never_panic(
-        golden_index in 0usize..5,
+        golden_index in 0usize..GOLDENS.len(),
         mutations in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in proptest::option::of(any::<prop::sample::Index>()),
     ) {
-        let name = ["metadata.gguf", "tensors.gguf", "alignment64.gguf", "v2.gguf", "empty_arrays.gguf"][golden_index];
-        let mut bytes = golden(name);
-        for (at, byte) in mutations {
-            let i = at.index(bytes.len());
-            bytes[i] = byte;
-        }
-        if let Some(cut) = cut {
-            bytes.truncate(cut.index(bytes.len()));
-        }
-        if let Ok(file) = GgufFile::from_bytes(bytes, name) {
+        let (name, bytes) = mutated_golden(golden_index, mutations, cut);
+        if let Ok(file) = parse_metered(bytes, name)? {
             // Whatever parses must be consistent: every tensor's data is readable.
             for t in file.tensors() {
                 prop_assert_eq!(file.tensor_data(t).len() as u64, t.n_bytes());
             }
         }
+    }
+
+    /// `open` maps the file instead of owning it; the map is not heap, so the same
+    /// bound holds and the result must agree with the in-memory parse.
+    #[test]
+    fn mutated_goldens_opened_from_files_agree_with_memory(
+        golden_index in 0usize..GOLDENS.len(),
+        mutations in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let (name, bytes) = mutated_golden(golden_index, mutations, cut);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).expect("write case");
+        let (opened, peak) = testkit::peak_during(|| GgufFile::open(&path));
+        prop_assert!(peak <= heap_bound(bytes.len()), "{} heap bytes opening a {}-byte file", peak, bytes.len());
+        let in_memory = GgufFile::from_bytes(bytes, name);
+        match (opened, in_memory) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a.tensors(), b.tensors()),
+            (Err(a), Err(b)) => prop_assert_eq!(a.problem(), b.problem()),
+            (a, b) => prop_assert!(false, "open gave {:?}, from_bytes {:?}", a.is_ok(), b.is_ok()),
+        }
+    }
+}
+
+/// The densest claims a file can make: header counts as large as the bytes left
+/// allow, and arrays of arrays nested to the limit, each claiming as many elements
+/// as the rest of the file could hold. The parser preallocates for each before
+/// finding the claim false, so this is the worst case [`heap_bound`] must cover.
+#[test]
+fn the_largest_claims_stay_within_the_heap_bound() {
+    let filler = 64 * 1024;
+    let header = Bytes::header(3, filler / 24, filler / 14).zeros(filler as usize).0;
+    let mut nested = Bytes::header(3, 0, 1).string(b"deep").u32(ARRAY);
+    for _ in 0..15 {
+        nested = nested.u32(ARRAY).u64(filler / 12);
+    }
+    let nested = nested.u32(STRING).u64(filler / 8).zeros(filler as usize).0;
+    for (case, bytes) in [("header-counts", header), ("nested-arrays", nested)] {
+        let len = bytes.len();
+        let (parsed, peak) = testkit::peak_during(|| GgufFile::from_bytes(bytes, case));
+        assert!(parsed.is_err(), "{case}");
+        println!("{case}: {peak} heap bytes for {len} bytes");
+        assert!(peak <= heap_bound(len), "{case}: {peak} heap bytes for {len} bytes");
     }
 }
