@@ -10,9 +10,9 @@ use decant::recipe::publish::parse_registry;
 pub struct PublishArgs {
     /// A run directory `decant run` completed (it reads RUN_DIR/manifest.json).
     run_dir: PathBuf,
-    /// file:///DIR (a versioned registry directory) or mlflow+http://HOST:PORT
-    /// (an MLflow tracking server serving artifacts); oci:// and hf:// are
-    /// recognised but not available yet.
+    /// file:///DIR (a versioned registry directory), mlflow+http://HOST:PORT
+    /// (an MLflow tracking server serving artifacts) or oci://HOST:PORT/REPO:TAG
+    /// (Ollama images); hf:// is recognised but not available yet.
     #[arg(long, value_name = "URI")]
     registry: String,
     /// The registered model's name [default: the recipe's export name].

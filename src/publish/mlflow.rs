@@ -41,8 +41,6 @@ struct ApiError {
 
 struct Run {
     id: String,
-    /// `EXPERIMENT/RUN/artifacts`, the run's root on the artifact proxy.
-    artifact_root: String,
     artifact_uri: String,
 }
 
@@ -113,14 +111,18 @@ impl MlflowRegistry {
         let info = &self.ok(reply, "create a run")?["run"]["info"];
         let id = self.string(&info["run_id"], "run id")?;
         let artifact_uri = self.string(&info["artifact_uri"], "artifact URI")?;
-        let artifact_root = artifact_uri
-            .strip_prefix("mlflow-artifacts:")
-            .map(|rest| rest.trim_start_matches('/').to_owned())
-            .ok_or_else(|| self.remote(format!(
-                "stores run artifacts at {artifact_uri}, which decant cannot upload to; \
+        Ok(Run { id, artifact_uri })
+    }
+
+    /// `EXPERIMENT/RUN/artifacts`, the run's root on the artifact proxy.
+    fn artifact_root<'a>(&self, run: &'a Run) -> Result<&'a str, PublishError> {
+        let uri = &run.artifact_uri;
+        uri.strip_prefix("mlflow-artifacts:").map(|rest| rest.trim_start_matches('/')).ok_or_else(|| {
+            self.remote(format!(
+                "stores run artifacts at {uri}, which decant cannot upload to; \
                  start the server with artifact serving (`mlflow server --serve-artifacts`)"
-            )))?;
-        Ok(Run { id, artifact_root, artifact_uri })
+            ))
+        })
     }
 
     fn log(&self, run: &Run, release: &Release) -> Result<(), PublishError> {
@@ -150,22 +152,22 @@ impl MlflowRegistry {
 
     /// The recipe, manifest and exported files, each checked against the
     /// manifest's sha256 as it streams.
-    fn upload(&self, run: &Run, release: &Release) -> Result<(), PublishError> {
+    fn upload(&self, root: &str, release: &Release) -> Result<(), PublishError> {
         for file in &release.files {
             let (source, name) = file.located(&release.run_dir)?;
             let target = format!("{MODEL_DIR}/{}", name.to_string_lossy());
-            let sha256 = self.upload_tree(run, &source, &target)?;
+            let sha256 = self.upload_tree(root, &source, &target)?;
             if sha256 != file.sha256 {
                 return Err(PublishError::changed(&source, &sha256, &file.sha256));
             }
         }
         for extra in [MANIFEST_FILE, RECIPE_FILE] {
-            self.upload_tree(run, &release.run_dir.join(extra), &format!("{MODEL_DIR}/{extra}"))?;
+            self.upload_tree(root, &release.run_dir.join(extra), &format!("{MODEL_DIR}/{extra}"))?;
         }
         for extra in [REPORT_FILE, PLOT_DIR] {
             let path = release.run_dir.join(extra);
             if path.exists() {
-                self.upload_tree(run, &path, extra)?;
+                self.upload_tree(root, &path, extra)?;
             }
         }
         Ok(())
@@ -173,7 +175,7 @@ impl MlflowRegistry {
 
     /// Uploads a file, or a directory's files in name order, to `target`;
     /// returns their sha256 as the run manifest computes it.
-    fn upload_tree(&self, run: &Run, source: &Path, target: &str) -> Result<String, PublishError> {
+    fn upload_tree(&self, root: &str, source: &Path, target: &str) -> Result<String, PublishError> {
         let mut hasher = Sha256::new();
         if source.is_dir() {
             let mut entries: Vec<_> = std::fs::read_dir(source)
@@ -185,19 +187,19 @@ impl MlflowRegistry {
             for entry in entries.iter().filter(|p| p.is_file()) {
                 let name = entry.file_name().unwrap_or_default();
                 hasher.update(name.as_encoded_bytes());
-                self.upload_file(run, entry, &format!("{target}/{}", name.to_string_lossy()), &mut hasher)?;
+                self.upload_file(root, entry, &format!("{target}/{}", name.to_string_lossy()), &mut hasher)?;
             }
         } else {
-            self.upload_file(run, source, target, &mut hasher)?;
+            self.upload_file(root, source, target, &mut hasher)?;
         }
         Ok(format!("{:x}", hasher.finalize()))
     }
 
-    fn upload_file(&self, run: &Run, source: &Path, target: &str, hasher: &mut Sha256) -> Result<(), PublishError> {
+    fn upload_file(&self, root: &str, source: &Path, target: &str, hasher: &mut Sha256) -> Result<(), PublishError> {
         let mut file = std::fs::File::open(source).map_err(|e| PublishError::io(source, e))?;
         let size = file.metadata().map_err(|e| PublishError::io(source, e))?.len();
         let mut hashing = Hashing { inner: &mut file, hasher };
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}/{target}", self.base, run.artifact_root);
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}/{target}", self.base, root);
         let reply = self
             .agent
             .put(&url)
@@ -327,11 +329,18 @@ impl super::ModelRegistry for MlflowRegistry {
         }
         let experiment = self.experiment(&release.name)?;
         let run = self.create_run(&experiment, release)?;
-        let filled = self.log(&run, release).and_then(|()| self.upload(&run, release));
+        let filled = self
+            .artifact_root(&run)
+            .and_then(|root| self.log(&run, release).and_then(|()| self.upload(root, release)));
         if let Err(e) = filled {
-            // Best effort: the run is marked as what it is, a failed publish.
-            let _ = self.end_run(&run, "FAILED");
-            return Err(e);
+            // The failure may have been losing the server, which then cannot
+            // take the run's FAILED status either.
+            let run_state = match self.end_run(&run, "FAILED") {
+                Ok(()) => "is marked FAILED",
+                Err(_) => "is left unfinished",
+            };
+            let left = format!("no version was registered; run {} {run_state}", run.id);
+            return Err(PublishError::Unfinished { failed: Box::new(e), left });
         }
         self.end_run(&run, "FINISHED")?;
         let version = self.register(&run, release, &content)?;

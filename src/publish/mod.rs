@@ -29,6 +29,10 @@ pub enum PublishError {
     Registry { path: PathBuf, message: String },
     #[error("{registry}: {message}")]
     Remote { registry: String, message: String },
+    /// A publish that failed once it was writing to the registry; `left` is
+    /// what it left there.
+    #[error("{failed}; {left}")]
+    Unfinished { failed: Box<PublishError>, left: String },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
     #[error("{0}")]

@@ -7,7 +7,8 @@
 //! The first exported GGUF is tagged `TAG`, every GGUF `TAG-TYPE`. Blobs are
 //! content-addressed and pushed first; a tag appears only when its manifest,
 //! pushed last, is accepted. A push that fails or is killed before that leaves
-//! unreferenced blobs and no tag.
+//! unreferenced blobs and no tag; the next push finds those blobs. A tag that
+//! holds its manifest already is not written again.
 
 use std::path::Path;
 use std::time::Duration;
@@ -77,7 +78,7 @@ impl OciRegistry {
 
     /// Pushes a GGUF's blobs; returns the image manifest to tag.
     fn push_image(&self, gguf: &Path, sha256: &str, size: u64, ty: &str) -> Result<Value, PublishError> {
-        let model = self.push_blob(MODEL_TYPE, Blob::File { path: gguf, sha256, size })?;
+        let model = self.push_blob(MODEL_TYPE, Blob::File { path: gguf, sha256, size }, gguf, "model layer")?;
         let file = quantize::gguf::GgufFile::open(gguf).map_err(|e| PublishError::Run {
             path: gguf.to_owned(),
             message: format!("is not a GGUF file decant can read: {e}"),
@@ -86,12 +87,14 @@ impl OciRegistry {
         let family = text("general.architecture").unwrap_or_else(|| "llama".to_owned());
         let mut layers = vec![model];
         if let Some(chat) = text("tokenizer.chat_template").as_deref().and_then(export::ollama_chat) {
-            layers.push(self.push_blob(TEMPLATE_TYPE, Blob::Bytes(chat.template.as_bytes().to_vec()))?);
+            let template = Blob::Bytes(chat.template.as_bytes().to_vec());
+            layers.push(self.push_blob(TEMPLATE_TYPE, template, gguf, "chat template layer")?);
             if let Some(system) = &chat.system {
-                layers.push(self.push_blob(SYSTEM_TYPE, Blob::Bytes(system.as_bytes().to_vec()))?);
+                let system = Blob::Bytes(system.as_bytes().to_vec());
+                layers.push(self.push_blob(SYSTEM_TYPE, system, gguf, "system prompt layer")?);
             }
             let params = serde_json::to_vec(&json!({ "stop": chat.stops })).expect("serializable");
-            layers.push(self.push_blob(PARAMS_TYPE, Blob::Bytes(params))?);
+            layers.push(self.push_blob(PARAMS_TYPE, Blob::Bytes(params), gguf, "stop parameters layer")?);
         }
         let config = json!({
             "model_format": "gguf",
@@ -103,7 +106,8 @@ impl OciRegistry {
             "os": "linux",
             "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>() },
         });
-        let config = self.push_blob(CONFIG_TYPE, Blob::Bytes(serde_json::to_vec(&config).expect("serializable")))?;
+        let config = Blob::Bytes(serde_json::to_vec(&config).expect("serializable"));
+        let config = self.push_blob(CONFIG_TYPE, config, gguf, "image config")?;
         Ok(json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_TYPE,
@@ -112,31 +116,50 @@ impl OciRegistry {
         }))
     }
 
-    fn push_blob(&self, media_type: &'static str, blob: Blob<'_>) -> Result<Descriptor, PublishError> {
+    /// Stores `blob`, the `part` of the image of `gguf`, unless the registry
+    /// holds it already.
+    fn push_blob(
+        &self,
+        media_type: &'static str,
+        blob: Blob<'_>,
+        gguf: &Path,
+        part: &str,
+    ) -> Result<Descriptor, PublishError> {
         let (digest, size) = match &blob {
             Blob::Bytes(bytes) => (format!("sha256:{:x}", Sha256::digest(bytes)), bytes.len() as u64),
             Blob::File { sha256, size, .. } => (format!("sha256:{sha256}"), *size),
         };
         let descriptor = Descriptor { media_type, digest, size };
+        self.store_blob(&descriptor, blob).map_err(|e| match e {
+            PublishError::Remote { registry, message } => PublishError::Remote {
+                registry,
+                message: format!("cannot push the {part} of {} (blob {}): {message}", gguf.display(), descriptor.digest),
+            },
+            other => other,
+        })?;
+        Ok(descriptor)
+    }
+
+    fn store_blob(&self, descriptor: &Descriptor, blob: Blob<'_>) -> Result<(), PublishError> {
         let head = self
             .agent
             .head(format!("{}/blobs/{}", self.base, descriptor.digest))
             .call()
             .map_err(|e| self.unreachable(e))?;
         if head.status().is_success() {
-            return Ok(descriptor);
+            return Ok(());
         }
         let started = self
             .agent
             .post(format!("{}/blobs/uploads/", self.base))
             .send_empty()
             .map_err(|e| self.unreachable(e))?;
-        let location = self.expect(started, 202, "start a blob upload")?;
+        let location = self.expect(started, 202, "start its upload")?;
         let location = location
             .headers()
             .get("location")
             .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| self.remote("started a blob upload without a Location".to_owned()))?
+            .ok_or_else(|| self.remote("started its upload without a Location".to_owned()))?
             .to_owned();
         let url = if location.starts_with('/') { format!("{}{location}", self.origin) } else { location };
         let separator = if url.contains('?') { '&' } else { '?' };
@@ -160,8 +183,7 @@ impl OciRegistry {
                 reply.map_err(|e| self.unreachable(e))?
             }
         };
-        self.expect(reply, 201, "store a blob")?;
-        Ok(descriptor)
+        self.expect(reply, 201, "store it").map(drop)
     }
 
     /// Whether `tag` already names exactly this manifest.
@@ -238,7 +260,10 @@ impl super::ModelRegistry for OciRegistry {
                 return Err(PublishError::changed(&path, &sha256, &gguf.sha256));
             }
             let ty = gguf.metrics["type"].as_str().unwrap_or("gguf");
-            let manifest = self.push_image(&path, &gguf.sha256, gguf.size, ty)?;
+            let manifest = self.push_image(&path, &gguf.sha256, gguf.size, ty).map_err(|e| PublishError::Unfinished {
+                failed: Box::new(e),
+                left: "no tag was pushed".to_owned(),
+            })?;
             let mut tags = vec![format!("{}-{ty}", self.tag)];
             if std::ptr::eq(*gguf, *first) {
                 tags.insert(0, self.tag.clone());
@@ -249,8 +274,10 @@ impl super::ModelRegistry for OciRegistry {
         for (tags, manifest) in &manifests {
             let body = serde_json::to_vec(manifest).expect("serializable");
             for tag in tags {
-                reused &= self.holds(tag, &body)?;
-                self.put_manifest(tag, &body)?;
+                if !self.holds(tag, &body)? {
+                    reused = false;
+                    self.put_manifest(tag, &body)?;
+                }
             }
         }
         Ok(Published {

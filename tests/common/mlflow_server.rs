@@ -1,24 +1,26 @@
 //! A real MLflow tracking server on loopback, from the venv
 //! `tools/setup-mlflow.sh` makes, with its SQLite store and artifact root in a
-//! temporary directory; stopped (with its workers) when dropped.
+//! temporary directory that outlives a restart; stopped (with its workers)
+//! when dropped.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
+use super::loopback::{LoopbackServer, free_port};
+
 pub struct MlflowServer {
-    child: Child,
+    server: LoopbackServer,
     pub url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+    mlflow: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl MlflowServer {
     /// Starts the server; `ready` waits until it answers.
     pub fn start() -> MlflowServer {
-        use std::os::unix::process::CommandExt;
         let mlflow = std::env::var_os("DECANT_MLFLOW").map(PathBuf::from).unwrap_or_else(|| {
             panic!(
                 "DECANT_MLFLOW is not set: run `bash tools/setup-mlflow.sh` and export \
@@ -26,41 +28,43 @@ impl MlflowServer {
             )
         });
         assert!(mlflow.is_file(), "DECANT_MLFLOW={} is not a file", mlflow.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("server.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(mlflow)
+        let (server, url) = Self::spawn(&mlflow, &dir);
+        MlflowServer { server, url, mlflow, dir }
+    }
+
+    fn spawn(mlflow: &std::path::Path, dir: &tempfile::TempDir) -> (LoopbackServer, String) {
+        let port = free_port();
+        let mut command = Command::new(mlflow);
+        command
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
             .arg("--backend-store-uri")
             .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
             .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .process_group(0)
-            .spawn()
-            .expect("mlflow server starts");
-        MlflowServer { child, url: format!("http://127.0.0.1:{port}"), log, _dir: dir }
+            .arg(dir.path().join("artifacts"));
+        let server = LoopbackServer::spawn("mlflow server", command, dir.path().join("server.log"));
+        (server, format!("http://127.0.0.1:{port}"))
     }
 
     pub fn ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("mlflow server exited ({status}): {}", self.log());
-            }
-            if ureq::get(format!("{}/health", self.url)).call().is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        panic!("mlflow server did not answer within 240 s: {}", self.log());
+        self.server.wait_ready(&format!("{}/health", self.url), Duration::from_secs(240));
+    }
+
+    /// The server's process group, for a test to kill it at a moment of its choosing.
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+
+    /// Kills the server (as a crash would) and starts it again, on another
+    /// port, with the same store and artifacts; waits until it answers.
+    pub fn restart(&mut self) {
+        self.server.stop("KILL");
+        (self.server, self.url) = Self::spawn(&self.mlflow, &self.dir);
+        self.ready();
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log()
     }
 
     pub fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Value {
@@ -87,11 +91,3 @@ impl MlflowServer {
     }
 }
 
-impl Drop for MlflowServer {
-    fn drop(&mut self) {
-        // The server runs its workers in its own process group: stop them all.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let _ = self.child.wait();
-    }
-}

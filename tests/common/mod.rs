@@ -5,8 +5,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+pub mod fault_proxy;
+pub mod loopback;
 pub mod mlflow_server;
 pub mod oci_registry;
+pub mod tiny_teacher;
 
 /// The reference teacher, fetched by `tools/fetch-reference-model.sh`. Missing is a
 /// failure, not a skip: CI fetches it first, and a silent skip would hide that.

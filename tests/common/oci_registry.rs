@@ -3,14 +3,15 @@
 //! a temporary directory; stopped when dropped.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use super::loopback::{LoopbackServer, free_port};
 
 pub struct OciRegistryServer {
-    child: Child,
+    server: LoopbackServer,
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -24,8 +25,7 @@ impl OciRegistryServer {
             )
         });
         assert!(binary.is_file(), "DECANT_OCI_REGISTRY={} is not a file", binary.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", free_port());
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yml");
         std::fs::write(
@@ -36,37 +36,15 @@ impl OciRegistryServer {
             ),
         )
         .unwrap();
-        let log = dir.path().join("registry.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("docker-registry starts");
-        let mut server = OciRegistryServer { child, addr, log, _dir: dir };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("docker-registry exited ({status}): {}", self.log());
-            }
-            if ureq::get(format!("http://{}/v2/", self.addr)).call().is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("docker-registry did not answer within 60 s: {}", self.log());
+        let mut command = Command::new(binary);
+        command.arg("serve").arg(&config);
+        let mut server = LoopbackServer::spawn("docker-registry", command, dir.path().join("registry.log"));
+        server.wait_ready(&format!("http://{addr}/v2/"), Duration::from_secs(60));
+        OciRegistryServer { server, addr, _dir: dir }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log()
     }
 
     /// GET `/v2/{path}`, with `accept` as the Accept header.
@@ -79,11 +57,11 @@ impl OciRegistryServer {
     pub fn get_json(&self, path: &str, accept: &str) -> serde_json::Value {
         serde_json::from_slice(&self.get(path, accept)).unwrap()
     }
-}
 
-impl Drop for OciRegistryServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The status GET `/v2/{path}` answers, for what must not exist.
+    pub fn status(&self, path: &str, accept: &str) -> u16 {
+        let url = format!("http://{}/v2/{path}", self.addr);
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        agent.get(url).header("Accept", accept).call().unwrap_or_else(|e| panic!("GET {path}: {e}")).status().as_u16()
     }
 }
