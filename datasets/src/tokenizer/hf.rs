@@ -28,11 +28,7 @@ impl HfTokenizer {
             path: path.clone(),
             source,
         })?;
-        let tokenizer =
-            tokenizers::Tokenizer::from_bytes(text).map_err(|error| DatasetError::HfTokenizer {
-                path: path.clone(),
-                message: format!("not a tokenizer.json the tokenizers crate can load: {error}"),
-            })?;
+        let tokenizer = load(&path, text)?;
 
         let config = read_json(&dir.join("tokenizer_config.json"))?;
         let id_of = |name: &str| {
@@ -119,6 +115,32 @@ impl HfTokenizer {
 
     pub(super) fn token_id(&self, text: &str) -> Option<u32> {
         self.tokenizer.token_to_id(text)
+    }
+}
+
+/// `tokenizers` panics on some malformed files instead of failing: an `expect`
+/// on a decoder whose JSON does not parse, another on a `Precompiled`
+/// normalizer of the wrong shape. Checking the syntax first words the common
+/// case as a JSON error with its line; a panic left is caught and reported as
+/// the file's error rather than ending the program.
+fn load(path: &Path, text: String) -> Result<tokenizers::Tokenizer> {
+    let unloadable = |message: String| DatasetError::HfTokenizer {
+        path: path.to_owned(),
+        message: format!("not a tokenizer.json the tokenizers crate can load: {message}"),
+    };
+    if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        return Err(unloadable(format!("not valid JSON: {error}")));
+    }
+    match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(text)) {
+        Ok(loaded) => loaded.map_err(|error| unloadable(error.to_string())),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(unloadable(format!("it panicked: {reason}")))
+        }
     }
 }
 
