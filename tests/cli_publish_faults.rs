@@ -1,5 +1,6 @@
 //! `decant publish` when the registry fails it: an MLflow server killed
-//! between two artifact uploads, an OCI registry refusing one blob. Each fault
+//! between two artifact uploads or as it answers the registration, an OCI
+//! registry refusing one blob. Each fault
 //! comes from a proxy in front of the real server, at a chosen request; the
 //! failed publish must name what it was doing, leave no version or tag, and a
 //! retry must complete. Also the messages for registries publish cannot use.
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::fault_proxy::{Fault, FaultProxy};
+use common::mlflow_server::MlflowServer;
 use common::{decant, stderr, stdout, tiny_recipe};
 use serde_json::{Value, json};
 
@@ -35,9 +37,15 @@ fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
+/// The registered versions of model `name`.
+fn versions(server: &MlflowServer, name: &str) -> Vec<Value> {
+    let found = server.get("/api/2.0/mlflow/model-versions/search", &[("filter", &format!("name='{name}'"))]);
+    found["model_versions"].as_array().cloned().unwrap_or_default()
+}
+
 #[test]
 fn mlflow_killed_mid_publish_registers_nothing_and_a_retry_registers_one_version() {
-    let mut server = common::mlflow_server::MlflowServer::start();
+    let mut server = MlflowServer::start();
     let dir = tempfile::tempdir().unwrap();
     let run = run_dir(dir.path(), "");
     server.ready();
@@ -60,11 +68,7 @@ fn mlflow_killed_mid_publish_registers_nothing_and_a_retry_registers_one_version
     assert!(message.ends_with(" is left unfinished\n"), "{message}");
 
     server.restart();
-    let versions = |name: &str| {
-        let found = server.get("/api/2.0/mlflow/model-versions/search", &[("filter", &format!("name='{name}'"))]);
-        found["model_versions"].as_array().cloned().unwrap_or_default()
-    };
-    assert!(versions("tiny-student").is_empty());
+    assert!(versions(&server, "tiny-student").is_empty());
     let experiment = server.get("/api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", "tiny-student")]);
     let experiment = experiment["experiment"]["experiment_id"].as_str().unwrap().to_owned();
     let runs = server.post("/api/2.0/mlflow/runs/search", &json!({ "experiment_ids": [experiment] }));
@@ -79,7 +83,7 @@ fn mlflow_killed_mid_publish_registers_nothing_and_a_retry_registers_one_version
     assert!(retried.status.success(), "{}\n{}", stderr(&retried), server.log());
     let retried: Value = serde_json::from_str(&stdout(&retried)).unwrap();
     assert_eq!((retried["version"].as_u64(), retried["reused"].as_bool()), (Some(1), Some(false)), "{retried}");
-    let registered = versions("tiny-student");
+    let registered = versions(&server, "tiny-student");
     assert_eq!(registered.len(), 1, "{registered:?}");
     let tags = registered[0]["tags"].as_array().unwrap();
     let tag = |key: &str| tags.iter().find(|t| t["key"] == key).and_then(|t| t["value"].as_str()).unwrap_or_default();
@@ -98,6 +102,27 @@ fn mlflow_killed_mid_publish_registers_nothing_and_a_retry_registers_one_version
         let bytes = server.artifact(&format!("{root}/{artifact}"));
         assert!(bytes == std::fs::read(run.join(file)).unwrap(), "{artifact} is not {file}");
     }
+
+    // Killed as it answers the registration: the version exists though
+    // decant never heard so; the retry finds it rather than adding another.
+    let pid = server.pid();
+    let proxy = FaultProxy::start(
+        server.url.trim_start_matches("http://"),
+        |method, target| method == "POST" && target.ends_with("/model-versions/create"),
+        Fault::Unanswered(Box::new(move || common::loopback::signal_group(pid, "KILL"))),
+    );
+    let unanswered = publish(&run, &format!("mlflow+http://{}", proxy.addr), "tiny-lost");
+    assert!(proxy.tripped());
+    assert_eq!(unanswered.status.code(), Some(1), "{}", stdout(&unanswered));
+    let message = stderr(&unanswered);
+    assert!(message.contains("; the version may be registered all the same; publishing again finds it"), "{message}");
+    server.restart();
+    assert_eq!(versions(&server, "tiny-lost").len(), 1);
+    let retried = publish(&run, &format!("mlflow+{}", server.url), "tiny-lost");
+    assert!(retried.status.success(), "{}", stderr(&retried));
+    let retried: Value = serde_json::from_str(&stdout(&retried)).unwrap();
+    assert_eq!((retried["version"].as_u64(), retried["reused"].as_bool()), (Some(1), Some(true)), "{retried}");
+    assert_eq!(versions(&server, "tiny-lost").len(), 1);
 
     // An experiment deleted in MLflow still holds its name: the server's
     // refusal of a run there reaches the user as MLflow words it.
@@ -122,7 +147,7 @@ fn mlflow_killed_mid_publish_registers_nothing_and_a_retry_registers_one_version
     assert!(message.contains("is marked FAILED"), "{message}");
     let runs = server.post("/api/2.0/mlflow/runs/search", &json!({ "experiment_ids": [created["experiment_id"]] }));
     assert_eq!(runs["runs"][0]["info"]["status"], "FAILED", "{runs}");
-    assert!(versions("tiny-local").is_empty());
+    assert!(versions(&server, "tiny-local").is_empty());
 }
 
 #[test]

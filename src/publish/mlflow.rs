@@ -343,7 +343,10 @@ impl super::ModelRegistry for MlflowRegistry {
             return Err(PublishError::Unfinished { failed: Box::new(e), left });
         }
         self.end_run(&run, "FINISHED")?;
-        let version = self.register(&run, release, &content)?;
+        let version = self.register(&run, release, &content).map_err(|e| PublishError::Unfinished {
+            failed: Box::new(e),
+            left: "the version may be registered all the same; publishing again finds it or registers it".to_owned(),
+        })?;
         Ok(published(version, false))
     }
 }

@@ -13,6 +13,10 @@ pub enum Fault {
     Drop(Box<dyn FnOnce() + Send>),
     /// Answers with this status and JSON body instead of the server.
     Answer(u16, &'static str),
+    /// Forwards the request and, once the server begins its answer, runs the
+    /// closure and drops the connection: the server acted, the client never
+    /// hears that it did.
+    Unanswered(Box<dyn FnOnce() + Send>),
 }
 
 type Trips = dyn Fn(&str, &str) -> bool + Send + Sync;
@@ -66,6 +70,14 @@ fn serve(client: TcpStream, upstream: &str, trips: &Trips, fault: &Mutex<Option<
         if let Some(tripped) = tripped {
             match tripped {
                 Fault::Drop(before) => before(),
+                Fault::Unanswered(after) => {
+                    // A connection of its own, whose answer nothing relays.
+                    let mut unrelayed = TcpStream::connect(upstream)?;
+                    unrelayed.write_all(head.as_bytes())?;
+                    copy_body(&head, &mut requests, &mut unrelayed)?;
+                    unrelayed.read_exact(&mut [0])?;
+                    after();
+                }
                 Fault::Answer(status, body) => {
                     copy_body(&head, &mut requests, &mut io::sink())?;
                     write!(
