@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata};
@@ -33,7 +33,31 @@ pub struct SafetensorsSource {
 
 #[derive(Deserialize)]
 struct ShardIndex {
-    weight_map: HashMap<String, String>,
+    weight_map: HashMap<String, ShardName>,
+}
+
+/// A shard's file name as the index gives it, refused while parsing (so the
+/// error has its line and column) unless it names a file inside the model
+/// directory: an absolute path or `..` would have the loader map any file.
+#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(try_from = "String")]
+struct ShardName(String);
+
+impl TryFrom<String> for ShardName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        let mut components = Path::new(&name).components().peekable();
+        let inside =
+            components.peek().is_some() && components.all(|c| matches!(c, Component::Normal(_)));
+        if inside {
+            Ok(Self(name))
+        } else {
+            Err(format!(
+                "weight_map names shard '{name}', which is not a file inside the model directory"
+            ))
+        }
+    }
 }
 
 impl SafetensorsSource {
@@ -49,8 +73,8 @@ impl SafetensorsSource {
                     path: index_path.clone(),
                     source,
                 })?;
-            let names: BTreeSet<String> = index.weight_map.into_values().collect();
-            names.into_iter().map(|f| dir.join(f)).collect()
+            let names: BTreeSet<ShardName> = index.weight_map.into_values().collect();
+            names.into_iter().map(|f| dir.join(f.0)).collect()
         } else {
             vec![dir.join(SINGLE)]
         };
