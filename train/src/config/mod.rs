@@ -214,7 +214,55 @@ impl ModelConfig {
                 self.head_dim / 2
             )));
         }
+        if self.parameter_count().is_none() {
+            return Err(ModelError::Invalid(format!(
+                "vocab_size {}, hidden_size {}, intermediate_size {}, num_layers {}, \
+                 {} heads of head_dim {}: more weights than this machine can address",
+                self.vocab_size,
+                self.hidden_size,
+                self.intermediate_size,
+                self.num_layers,
+                self.num_heads,
+                self.head_dim
+            )));
+        }
         Ok(())
+    }
+
+    /// How many values the model's weights hold, or `None` when that overflows
+    /// `usize`: readers compare it with what a file holds before allocating a
+    /// model from a configuration they cannot trust.
+    pub fn parameter_count(&self) -> Option<usize> {
+        let add = |terms: &[Option<usize>]| {
+            terms
+                .iter()
+                .try_fold(0usize, |total, term| total.checked_add((*term)?))
+        };
+        let if_set = |present: bool, n: Option<usize>| if present { n } else { Some(0) };
+        let (hidden, ffn) = (self.hidden_size, self.intermediate_size);
+        let q = self.num_heads.checked_mul(self.head_dim)?;
+        let kv = self.num_kv_heads.checked_mul(self.head_dim)?;
+        let qkv = add(&[Some(q), Some(kv), Some(kv)])?;
+        let layer = add(&[
+            hidden.checked_mul(2),
+            hidden.checked_mul(qkv),
+            if_set(self.qkv_bias, Some(qkv)),
+            q.checked_mul(hidden),
+            if_set(self.o_bias, Some(hidden)),
+            if_set(
+                self.architecture.has_qk_norm(),
+                self.head_dim.checked_mul(2),
+            ),
+            hidden.checked_mul(ffn)?.checked_mul(3),
+            if_set(self.mlp_bias, add(&[ffn.checked_mul(2), Some(hidden)])),
+        ])?;
+        let embedding = self.vocab_size.checked_mul(hidden)?;
+        add(&[
+            Some(embedding),
+            self.num_layers.checked_mul(layer),
+            Some(hidden),
+            if_set(!self.tie_word_embeddings, Some(embedding)),
+        ])
     }
 
     pub fn q_dim(&self) -> usize {
@@ -272,6 +320,51 @@ pub(crate) mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("expected 32")
+        );
+    }
+
+    #[test]
+    fn parameter_count_is_what_a_model_of_the_config_holds() {
+        let mut c = ModelConfig {
+            vocab_size: 40,
+            hidden_size: 12,
+            intermediate_size: 20,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 6,
+            ..smollm2_135m()
+        };
+        let variants = [
+            (Architecture::Llama, false, false, false, true),
+            (Architecture::Llama, true, true, true, false),
+            (Architecture::Qwen2, true, false, false, true),
+            (Architecture::Qwen3, false, false, false, false),
+        ];
+        for (architecture, qkv_bias, o_bias, mlp_bias, tied) in variants {
+            (c.architecture, c.qkv_bias, c.o_bias) = (architecture, qkv_bias, o_bias);
+            (c.mlp_bias, c.tie_word_embeddings) = (mlp_bias, tied);
+            let model = c.init::<crate::CpuBackend>(&Default::default()).unwrap();
+            let held: usize = crate::optim::named_tensors(&model)
+                .values()
+                .map(|t| t.values.len())
+                .sum();
+            assert_eq!(
+                c.parameter_count(),
+                Some(held),
+                "{architecture} {qkv_bias} {o_bias} {mlp_bias} {tied}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_whose_product_overflows_are_invalid() {
+        let mut c = smollm2_135m();
+        (c.num_heads, c.num_kv_heads, c.head_dim) = (8, 1, 2_403_239_936_599_892_338);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("8 heads of head_dim 2403239936599892338"),
+            "{err}"
         );
     }
 
