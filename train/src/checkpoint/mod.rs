@@ -199,13 +199,8 @@ impl CheckpointDir {
 pub fn load(dir: &Path) -> Result<Checkpoint, TrainError> {
     let saved: SavedState = read_json(&dir.join(STATE_FILE))?;
     let model_config: ModelConfig = read_json(&dir.join(CONFIG_FILE))?;
-    model_config
-        .validate()
-        .map_err(|e| TrainError::Checkpoint {
-            path: dir.join(CONFIG_FILE),
-            message: e.to_string(),
-        })?;
     let weights = tensor_file::read(&dir.join(MODEL_FILE))?;
+    check_config(dir, &model_config, &weights)?;
     let optimizer_path = dir.join(OPTIMIZER_FILE);
     let optimizer = optimizer_state(
         &optimizer_path,
@@ -232,17 +227,42 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<Transformer<B>, TrainError> {
     let model_config: ModelConfig = read_json(&dir.join(CONFIG_FILE))?;
+    let weights = tensor_file::read(&dir.join(MODEL_FILE))?;
+    check_config(dir, &model_config, &weights)?;
     let model = model_config
         .init::<B>(device)
         .map_err(|e| TrainError::Checkpoint {
             path: dir.join(CONFIG_FILE),
             message: e.to_string(),
         })?;
-    let weights = tensor_file::read(&dir.join(MODEL_FILE))?;
     crate::optim::load_named(model, &weights, device).map_err(|e| TrainError::Checkpoint {
         path: dir.join(MODEL_FILE),
         message: e.to_string(),
     })
+}
+
+/// Both readers initialize a model from the configuration before the saved
+/// weights replace its values, so a configuration larger than the weights
+/// would allocate from its sizes alone (terabytes, from an edited number):
+/// it is refused while the weights' size still bounds what was allocated.
+fn check_config(
+    dir: &Path,
+    config: &ModelConfig,
+    weights: &BTreeMap<String, NamedTensor>,
+) -> Result<(), TrainError> {
+    let invalid = |message: String| TrainError::Checkpoint {
+        path: dir.join(CONFIG_FILE),
+        message,
+    };
+    config.validate().map_err(|e| invalid(e.to_string()))?;
+    let needed = config.parameter_count().expect("validate checks it");
+    let held: usize = weights.values().map(|t| t.values.len()).sum();
+    if needed > held {
+        return Err(invalid(format!(
+            "describes a model of {needed} weights, but {MODEL_FILE} holds {held}"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
