@@ -118,6 +118,36 @@ fn registries_and_runs_publish_cannot_use_are_named() {
     assert!(stderr(&out).contains("--registry 'ftp://host/x': "), "{}", stderr(&out));
 }
 
+/// `hf://` cannot reach the Hub from the tests; what it says without a token,
+/// and when the Hub does not answer, is checked on a real run.
+#[test]
+fn the_hub_without_a_token_or_an_answer_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, _) = run_dir(dir.path(), 5, None);
+    let hub = |env: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_decant"))
+            .args(["publish", run.to_str().unwrap(), "--registry", "hf://decant-test/tiny-student"])
+            .env("HOME", dir.path())
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HOME")
+            .env_remove("HF_TOKEN_PATH")
+            .env_remove("HF_ENDPOINT")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = hub(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("hf://decant-test/tiny-student: no Hugging Face token: set HF_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hub(&[("HF_TOKEN", "hf_test"), ("HF_ENDPOINT", "http://127.0.0.1:9")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot reach the Hub at http://127.0.0.1:9"), "{}", stderr(&out));
+}
+
 /// `mlflow+http://` against a real MLflow server: the run holds the recipe as
 /// params, the metrics and the files; the model version carries the lineage;
 /// the same release is found again; a publish that fails half-way registers

@@ -3,6 +3,7 @@
 //! registers it whole or not at all.
 
 mod file;
+mod hf;
 mod mlflow;
 mod mlflow_params;
 mod oci;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use file::FileRegistry;
+pub use hf::HfRegistry;
 pub use mlflow::MlflowRegistry;
 pub use oci::OciRegistry;
 
@@ -213,11 +215,7 @@ pub fn publish(release: &Release, registry: &Registry) -> Result<Published, Publ
         Registry::File { dir } => Box::new(FileRegistry::new(dir)),
         Registry::Mlflow { url } => Box::new(MlflowRegistry::new(url)),
         Registry::Oci { registry, repository, tag } => Box::new(OciRegistry::new(registry, repository, tag)),
-        Registry::HuggingFace { repo } => {
-            return Err(PublishError::Unsupported(format!(
-                "hf://{repo}: publishing to the Hugging Face Hub is not available yet; use file://, mlflow+http:// or oci://"
-            )));
-        }
+        Registry::HuggingFace { repo } => Box::new(HfRegistry::new(repo)),
     };
     registry.publish(release)
 }
