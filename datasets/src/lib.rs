@@ -10,6 +10,7 @@
 //! dataset amounts to, and a [`Split`] holds part of it out, by fraction
 //! ([`FractionSplit`]) or by file.
 
+mod caught;
 pub mod chat_template;
 pub mod documents;
 pub mod error;

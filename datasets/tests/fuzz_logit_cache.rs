@@ -23,7 +23,12 @@ static METER: testkit::PeakAlloc = testkit::PeakAlloc;
 
 const VOCAB: usize = 300;
 const K: usize = 8;
-const FILES: [&str; 4] = [MANIFEST_FILE, PERMUTATION_FILE, "shard-00000.dlc", "shard-00001.dlc"];
+const FILES: [&str; 4] = [
+    MANIFEST_FILE,
+    PERMUTATION_FILE,
+    "shard-00000.dlc",
+    "shard-00001.dlc",
+];
 
 /// Everything read is linear in the cache's bytes: the manifest text and its
 /// parsed entries (a few times its size), the permutation (1× read, 2× as
@@ -38,9 +43,17 @@ fn heap_bound(cache_bytes: usize, k: usize) -> usize {
 }
 
 fn record(seed: u32) -> TopK {
-    let ids = (0..K as u32).map(|i| (seed * 37 + i * 11) % VOCAB as u32).collect();
-    let logprobs = (0..K).map(|i| -0.3 - i as f32 * (0.1 + seed as f32 / 50.0)).collect();
-    TopK { ids, logprobs, rest: 0.05 }
+    let ids = (0..K as u32)
+        .map(|i| (seed * 37 + i * 11) % VOCAB as u32)
+        .collect();
+    let logprobs = (0..K)
+        .map(|i| -0.3 - i as f32 * (0.1 + seed as f32 / 50.0))
+        .collect();
+    TopK {
+        ids,
+        logprobs,
+        rest: 0.05,
+    }
 }
 
 /// A cache of four documents in two shards, written by the crate's own writers.
@@ -50,10 +63,14 @@ fn write_cache(dir: &Path) {
     let permutation = Permutation::by_frequency(&counts);
     write_permutation(&dir.join(PERMUTATION_FILE), &permutation).unwrap();
     let mut first = ShardWriter::create(&dir.join(FILES[2]), K, 0).unwrap();
-    first.push_document(&[record(1), record(2)], &permutation).unwrap();
+    first
+        .push_document(&[record(1), record(2)], &permutation)
+        .unwrap();
     first.push_document(&[record(3)], &permutation).unwrap();
     let mut second = ShardWriter::create(&dir.join(FILES[3]), K, 2).unwrap();
-    second.push_document(&[record(4), record(5), record(6)], &permutation).unwrap();
+    second
+        .push_document(&[record(4), record(5), record(6)], &permutation)
+        .unwrap();
     second.push_document(&[], &permutation).unwrap();
     Manifest {
         format: FORMAT.into(),
@@ -81,7 +98,10 @@ fn valid_files() -> &'static [(&'static str, Vec<u8>)] {
     static FILES_WRITTEN: LazyLock<Vec<(&str, Vec<u8>)>> = LazyLock::new(|| {
         let dir = tempfile::tempdir().unwrap();
         write_cache(dir.path());
-        FILES.iter().map(|&f| (f, std::fs::read(dir.path().join(f)).unwrap())).collect()
+        FILES
+            .iter()
+            .map(|&f| (f, std::fs::read(dir.path().join(f)).unwrap()))
+            .collect()
     });
     &FILES_WRITTEN
 }
@@ -96,7 +116,10 @@ fn cache_with(change: impl Fn(usize, Vec<u8>) -> Vec<u8>) -> tempfile::TempDir {
 }
 
 fn cache_bytes(dir: &Path) -> usize {
-    FILES.iter().map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len() as usize)).sum()
+    FILES
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len() as usize))
+        .sum()
 }
 
 /// Opens the cache, reads every document it claims (and one past them) and
@@ -108,7 +131,12 @@ fn read_all(dir: &Path) -> Result<usize, TestCaseError> {
         let cache = TeacherCache::open(dir).map_err(|e| e.to_string())?;
         let documents = cache.manifest().documents;
         let mut read: Vec<_> = (0..=documents)
-            .map(|d| cache.document(d).map(|records| records.len()).map_err(|e| e.to_string()))
+            .map(|d| {
+                cache
+                    .document(d)
+                    .map(|records| records.len())
+                    .map_err(|e| e.to_string())
+            })
             .collect();
         read.push(cache.verify().map(|()| 0).map_err(|e| e.to_string()));
         Ok(read)

@@ -41,8 +41,14 @@ fn bpe() -> Vec<(&'static str, Value)> {
     vec![
         ("tokenizer.ggml.model", "gpt2".into()),
         ("tokenizer.ggml.pre", "smollm".into()),
-        ("tokenizer.ggml.tokens", vec!["a", "b", "ab", "Ġ", "Ġb", "<|im_end|>", "1", "2"].into()),
-        ("tokenizer.ggml.token_type", vec![1i32, 1, 1, 1, 1, 3, 1, 1].into()),
+        (
+            "tokenizer.ggml.tokens",
+            vec!["a", "b", "ab", "Ġ", "Ġb", "<|im_end|>", "1", "2"].into(),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            vec![1i32, 1, 1, 1, 1, 3, 1, 1].into(),
+        ),
         ("tokenizer.ggml.merges", vec!["a b", "Ġ b"].into()),
         ("tokenizer.ggml.eos_token_id", 5u32.into()),
         ("tokenizer.ggml.add_bos_token", false.into()),
@@ -52,9 +58,18 @@ fn bpe() -> Vec<(&'static str, Value)> {
 fn spm() -> Vec<(&'static str, Value)> {
     vec![
         ("tokenizer.ggml.model", "llama".into()),
-        ("tokenizer.ggml.tokens", vec!["<unk>", "<s>", "</s>", "<0x41>", "▁", "a", "b", "▁a", "ab"].into()),
-        ("tokenizer.ggml.scores", vec![0f32, 0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -1.5, -2.5].into()),
-        ("tokenizer.ggml.token_type", vec![2i32, 3, 3, 6, 1, 1, 1, 1, 1].into()),
+        (
+            "tokenizer.ggml.tokens",
+            vec!["<unk>", "<s>", "</s>", "<0x41>", "▁", "a", "b", "▁a", "ab"].into(),
+        ),
+        (
+            "tokenizer.ggml.scores",
+            vec![0f32, 0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -1.5, -2.5].into(),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            vec![2i32, 3, 3, 6, 1, 1, 1, 1, 1].into(),
+        ),
         ("tokenizer.ggml.bos_token_id", 1u32.into()),
         ("tokenizer.ggml.eos_token_id", 2u32.into()),
         ("tokenizer.ggml.unknown_token_id", 0u32.into()),
@@ -67,7 +82,12 @@ fn gguf_bytes(entries: Vec<(&str, Value)>) -> Vec<u8> {
     for (key, value) in entries {
         writer.metadata(key, value).unwrap();
     }
-    writer.finish_metadata().write_to(Vec::new()).unwrap().finish().unwrap()
+    writer
+        .finish_metadata()
+        .write_to(Vec::new())
+        .unwrap()
+        .finish()
+        .unwrap()
 }
 
 static GGUFS: LazyLock<[Vec<u8>; 2]> = LazyLock::new(|| [gguf_bytes(bpe()), gguf_bytes(spm())]);
@@ -77,7 +97,10 @@ static GGUFS: LazyLock<[Vec<u8>; 2]> = LazyLock::new(|| [gguf_bytes(bpe()), gguf
 fn exercise(tokenizer: &Tokenizer) -> Vec<String> {
     let mut errors = Vec::new();
     for (add_special, parse_special) in [(false, false), (true, true)] {
-        let options = EncodeOptions { add_special, parse_special };
+        let options = EncodeOptions {
+            add_special,
+            parse_special,
+        };
         match tokenizer.encode(TEXT, options) {
             Ok(ids) => errors.extend(tokenizer.decode(&ids, true).err().map(|e| e.to_string())),
             Err(e) => errors.push(e.to_string()),
@@ -87,7 +110,12 @@ fn exercise(tokenizer: &Tokenizer) -> Vec<String> {
     for special in [false, true] {
         errors.extend(tokenizer.decode(&ids, special).err().map(|e| e.to_string()));
         for &id in &ids {
-            errors.extend(tokenizer.token_to_piece(id, special).err().map(|e| e.to_string()));
+            errors.extend(
+                tokenizer
+                    .token_to_piece(id, special)
+                    .err()
+                    .map(|e| e.to_string()),
+            );
         }
     }
     errors
@@ -126,7 +154,8 @@ const TOKENIZER_JSON: &str = r#"{
     "merges": ["a b", "Ġ b"]
   }
 }"#;
-const TOKENIZER_CONFIG: &str = r#"{"eos_token": "<|im_end|>", "bos_token": {"content": "a"}, "pad_token": null}"#;
+const TOKENIZER_CONFIG: &str =
+    r#"{"eos_token": "<|im_end|>", "bos_token": {"content": "a"}, "pad_token": null}"#;
 const GENERATION_CONFIG: &str = r#"{"eos_token_id": [7, 2]}"#;
 const HF_FILES: [(&str, &str); 3] = [
     ("tokenizer.json", TOKENIZER_JSON),
@@ -142,12 +171,14 @@ fn hf_case(files: [Vec<u8>; 3]) -> Result<(), TestCaseError> {
         write(dir.path(), name, bytes);
     }
     let bound = hf_bound(files.iter().map(Vec::len).sum());
-    let errors = within(bound, "loading and using the tokenizer", || {
-        match Tokenizer::from_hf_dir(dir.path()) {
+    let errors = within(
+        bound,
+        "loading and using the tokenizer",
+        || match Tokenizer::from_hf_dir(dir.path()) {
             Ok(tokenizer) => exercise(&tokenizer),
             Err(e) => vec![e.to_string()],
-        }
-    })?;
+        },
+    )?;
     let dir_name = dir.path().display().to_string();
     for e in errors {
         prop_assert!(e.contains(&dir_name), "{}", e);
@@ -157,7 +188,10 @@ fn hf_case(files: [Vec<u8>; 3]) -> Result<(), TestCaseError> {
 
 #[test]
 fn the_valid_inputs_load_and_encode() {
-    let options = EncodeOptions { add_special: false, parse_special: true };
+    let options = EncodeOptions {
+        add_special: false,
+        parse_special: true,
+    };
     for bytes in GGUFS.iter() {
         let file = GgufFile::from_bytes(bytes.clone(), "vocab.gguf").unwrap();
         let tokenizer = Tokenizer::from_gguf(&file).unwrap();
@@ -176,7 +210,8 @@ fn the_valid_inputs_load_and_encode() {
 /// its decoder and normalizer deserializers) where the file was at fault.
 #[test]
 fn tokenizer_json_that_made_the_tokenizers_crate_panic_is_an_error_naming_the_file() {
-    let broken_decoder = TOKENIZER_JSON.replacen(r#""decoder": {"type""#, "\"decoder\": {\0type\"", 1);
+    let broken_decoder =
+        TOKENIZER_JSON.replacen(r#""decoder": {"type""#, "\"decoder\": {\0type\"", 1);
     let precompiled = TOKENIZER_JSON.replacen(
         r#""normalizer": null"#,
         r#""normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}"#,
@@ -184,13 +219,22 @@ fn tokenizer_json_that_made_the_tokenizers_crate_panic_is_an_error_naming_the_fi
     );
     for (case, json, expected) in [
         ("broken decoder", broken_decoder, "not valid JSON: "),
-        ("precompiled normalizer", precompiled, "it panicked: Precompiled"),
+        (
+            "precompiled normalizer",
+            precompiled,
+            "it panicked: Precompiled",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "tokenizer.json", json.as_bytes());
-        let error = Tokenizer::from_hf_dir(dir.path()).err().expect(case).to_string();
+        let error = Tokenizer::from_hf_dir(dir.path())
+            .expect_err(case)
+            .to_string();
         let path = dir.path().join("tokenizer.json").display().to_string();
-        assert!(error.starts_with(&format!("{path}: not a tokenizer.json")), "{case}: {error}");
+        assert!(
+            error.starts_with(&format!("{path}: not a tokenizer.json")),
+            "{case}: {error}"
+        );
         assert!(error.contains(expected), "{case}: {error}");
     }
 }
@@ -202,44 +246,58 @@ fn vocab_metadata() -> impl Strategy<Value = Vec<(&'static str, Value)>> {
     let piece = "[abĠ▁<>|0x41 ]{0,4}";
     (
         prop_oneof![Just("gpt2"), Just("llama"), Just("bert")],
-        proptest::option::of(proptest::sample::select(vec!["smollm", "qwen2", "default", "llama3", "x"])),
+        proptest::option::of(proptest::sample::select(vec![
+            "smollm", "qwen2", "default", "llama3", "x",
+        ])),
         proptest::collection::vec((piece, -1i32..8, any::<f32>()), 0..24),
         proptest::option::of(proptest::collection::vec((piece, piece), 0..12)),
         proptest::collection::vec((0usize..5, 0u32..30), 0..4),
         any::<[bool; 3]>(),
     )
-        .prop_map(|(model, pre, tokens, merges, special, [types, scores, add])| {
-            let mut entries = vec![("tokenizer.ggml.model", Value::from(model))];
-            entries.extend(pre.map(|pre| ("tokenizer.ggml.pre", Value::from(pre))));
-            let texts: Vec<&str> = tokens.iter().map(|(t, _, _)| t.as_str()).collect();
-            entries.push(("tokenizer.ggml.tokens", texts.into()));
-            if types {
-                entries.push(("tokenizer.ggml.token_type", tokens.iter().map(|t| t.1).collect::<Vec<_>>().into()));
-            }
-            if scores {
-                entries.push(("tokenizer.ggml.scores", tokens.iter().map(|t| t.2).collect::<Vec<_>>().into()));
-            }
-            if let Some(merges) = merges {
-                let merges: Vec<String> = merges.iter().map(|(l, r)| format!("{l} {r}")).collect();
-                entries.push(("tokenizer.ggml.merges", merges.iter().map(String::as_str).collect::<Vec<_>>().into()));
-            }
-            const IDS: [&str; 5] = [
-                "tokenizer.ggml.bos_token_id",
-                "tokenizer.ggml.eos_token_id",
-                "tokenizer.ggml.unknown_token_id",
-                "tokenizer.ggml.padding_token_id",
-                "tokenizer.ggml.eot_token_id",
-            ];
-            let mut seen = [false; 5];
-            for (key, id) in special {
-                if !std::mem::replace(&mut seen[key], true) {
-                    entries.push((IDS[key], id.into()));
+        .prop_map(
+            |(model, pre, tokens, merges, special, [types, scores, add])| {
+                let mut entries = vec![("tokenizer.ggml.model", Value::from(model))];
+                entries.extend(pre.map(|pre| ("tokenizer.ggml.pre", Value::from(pre))));
+                let texts: Vec<&str> = tokens.iter().map(|(t, _, _)| t.as_str()).collect();
+                entries.push(("tokenizer.ggml.tokens", texts.into()));
+                if types {
+                    entries.push((
+                        "tokenizer.ggml.token_type",
+                        tokens.iter().map(|t| t.1).collect::<Vec<_>>().into(),
+                    ));
                 }
-            }
-            entries.push(("tokenizer.ggml.add_bos_token", add.into()));
-            entries.push(("tokenizer.ggml.add_space_prefix", (!add).into()));
-            entries
-        })
+                if scores {
+                    entries.push((
+                        "tokenizer.ggml.scores",
+                        tokens.iter().map(|t| t.2).collect::<Vec<_>>().into(),
+                    ));
+                }
+                if let Some(merges) = merges {
+                    let merges: Vec<String> =
+                        merges.iter().map(|(l, r)| format!("{l} {r}")).collect();
+                    entries.push((
+                        "tokenizer.ggml.merges",
+                        merges.iter().map(String::as_str).collect::<Vec<_>>().into(),
+                    ));
+                }
+                const IDS: [&str; 5] = [
+                    "tokenizer.ggml.bos_token_id",
+                    "tokenizer.ggml.eos_token_id",
+                    "tokenizer.ggml.unknown_token_id",
+                    "tokenizer.ggml.padding_token_id",
+                    "tokenizer.ggml.eot_token_id",
+                ];
+                let mut seen = [false; 5];
+                for (key, id) in special {
+                    if !std::mem::replace(&mut seen[key], true) {
+                        entries.push((IDS[key], id.into()));
+                    }
+                }
+                entries.push(("tokenizer.ggml.add_bos_token", add.into()));
+                entries.push(("tokenizer.ggml.add_space_prefix", (!add).into()));
+                entries
+            },
+        )
 }
 
 proptest! {

@@ -478,6 +478,7 @@ fn cases() -> u32 {
 /// - an array of strings or arrays preallocates 24 or 32 bytes per claimed element
 ///   of at least 8 or 12 encoded bytes (3×), and up to `MAX_ARRAY_DEPTH` (16)
 ///   nested arrays claim the same remaining bytes at once.
+///
 /// 64× covers their sum with room; `K` is the fixed cost of an error message and
 /// the empty tables.
 fn heap_bound(len: usize) -> usize {
@@ -485,7 +486,10 @@ fn heap_bound(len: usize) -> usize {
 }
 
 /// Parses `bytes` in memory and checks the parser stayed within [`heap_bound`].
-fn parse_metered(bytes: Vec<u8>, label: &str) -> Result<Result<GgufFile, GgufError>, TestCaseError> {
+fn parse_metered(
+    bytes: Vec<u8>,
+    label: &str,
+) -> Result<Result<GgufFile, GgufError>, TestCaseError> {
     let len = bytes.len();
     let (parsed, peak) = testkit::peak_during(|| GgufFile::from_bytes(bytes, label));
     prop_assert!(peak <= heap_bound(len), "{} heap bytes for a {len}-byte file", peak);

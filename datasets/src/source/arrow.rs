@@ -11,7 +11,9 @@ use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::ArrowError;
 
 use super::cells::Projection;
+use super::ipc_check;
 use super::{Location, RawRecord};
+use crate::caught::caught;
 use crate::error::{DatasetError, Result};
 
 const FILE_MAGIC: &[u8; 6] = b"ARROW1";
@@ -39,8 +41,18 @@ impl ArrowRows {
             message: format!("not a readable Arrow IPC file: {error}"),
         };
         let mut file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
         let mut magic = [0u8; 6];
         let is_file_format = file.read_exact(&mut magic).is_ok() && &magic == FILE_MAGIC;
+        let checked = if is_file_format {
+            ipc_check::check_file(&mut file, len)
+        } else {
+            ipc_check::check_stream(&mut file, len)
+        };
+        checked.map_err(|message| DatasetError::Decode {
+            origin: path.display().to_string(),
+            message: format!("not a readable Arrow IPC file: {message}"),
+        })?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         let reader = BufReader::new(file);
         let (schema, batches): (_, Batches) = if is_file_format {
@@ -84,7 +96,14 @@ impl Iterator for ArrowRows {
                 self.batch = None;
                 self.batch_index += 1;
             }
-            match self.batches.next()? {
+            let next = caught(|| self.batches.next()).unwrap_or_else(|panic| {
+                // A reader that panicked is not read again.
+                self.batches = Box::new(std::iter::empty());
+                Some(Err(ArrowError::IpcError(format!(
+                    "the Arrow reader panicked: {panic}"
+                ))))
+            });
+            match next? {
                 Ok(batch) => {
                     self.batch = Some(batch);
                     self.row_in_batch = 0;

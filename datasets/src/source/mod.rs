@@ -6,6 +6,7 @@
 mod arrow;
 mod cells;
 mod files;
+mod ipc_check;
 mod jsonl;
 mod parquet;
 

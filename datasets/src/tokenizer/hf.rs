@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::special::{EOT_TEXTS, SpecialTokens};
+use crate::caught::caught;
 use crate::error::{DatasetError, Result};
 
 pub(super) struct HfTokenizer {
@@ -121,8 +122,7 @@ impl HfTokenizer {
 /// `tokenizers` panics on some malformed files instead of failing: an `expect`
 /// on a decoder whose JSON does not parse, another on a `Precompiled`
 /// normalizer of the wrong shape. Checking the syntax first words the common
-/// case as a JSON error with its line; a panic left is caught and reported as
-/// the file's error rather than ending the program.
+/// case as a JSON error with its line; a panic left is the file's error.
 fn load(path: &Path, text: String) -> Result<tokenizers::Tokenizer> {
     let unloadable = |message: String| DatasetError::HfTokenizer {
         path: path.to_owned(),
@@ -131,16 +131,9 @@ fn load(path: &Path, text: String) -> Result<tokenizers::Tokenizer> {
     if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         return Err(unloadable(format!("not valid JSON: {error}")));
     }
-    match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(text)) {
+    match caught(|| tokenizers::Tokenizer::from_bytes(text)) {
         Ok(loaded) => loaded.map_err(|error| unloadable(error.to_string())),
-        Err(panic) => {
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(unloadable(format!("it panicked: {reason}")))
-        }
+        Err(panic) => Err(unloadable(format!("it panicked: {panic}"))),
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -30,7 +31,10 @@ pub enum Edit {
 /// Any byte, or one that keeps text text: random bytes alone mostly make
 /// invalid UTF-8, which text readers refuse before parsing anything.
 fn byte() -> impl Strategy<Value = u8> {
-    prop_oneof![any::<u8>(), proptest::sample::select(b"0123456789-.eE\"{}[],: abnult\\".to_vec())]
+    prop_oneof![
+        any::<u8>(),
+        proptest::sample::select(b"0123456789-.eE\"{}[],: abnult\\".to_vec())
+    ]
 }
 
 pub fn edits() -> impl Strategy<Value = Vec<Edit>> {
@@ -69,9 +73,25 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// The default panic hook symbolizes a backtrace when RUST_BACKTRACE is set,
+/// allocating tens of MiB on the panicking thread, which the meter would blame
+/// on a reader that catches a dependency's panic; this one only prints the
+/// message and where.
+pub fn quiet_panics() {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
+}
+
 /// Runs `read` and fails the case when its peak heap exceeds `bound` bytes.
 pub fn within<R>(bound: usize, what: &str, read: impl FnOnce() -> R) -> Result<R, TestCaseError> {
+    quiet_panics();
     let (result, peak) = testkit::peak_during(read);
-    prop_assert!(peak <= bound, "{}: {} heap bytes, bound {}", what, peak, bound);
+    prop_assert!(
+        peak <= bound,
+        "{}: {} heap bytes, bound {}",
+        what,
+        peak,
+        bound
+    );
     Ok(result)
 }
