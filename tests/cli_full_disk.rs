@@ -13,34 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tiny_teacher::tiny_teacher;
+use common::tiny_teacher::{manifest_artifacts, tiny_teacher, tiny_teacher_recipe};
 use common::{decant, stderr};
-use serde_json::Value;
 
 fn recipe(root: &Path, teacher: &Path) -> PathBuf {
-    let data = root.join("train.jsonl");
-    let shipped =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl")).unwrap();
-    std::fs::write(&data, shipped.lines().take(24).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
-    let text = format!(
-        r#"[teacher]
-model = "{teacher}"
-
-[student.init]
-kind = "layers"
-layers = [1]
-
-[data]
-train = "{data}"
-max_length = 256
-packing = true
-
-[distill]
-loss = {{ kind = "forward_kl" }}
-teacher = "cached"
-top_k = 8
-
-[train]
+    let rest = r#"[train]
 lr = 1e-3
 steps = 4
 batch_size = 1
@@ -55,13 +32,8 @@ steps = 2
 [export]
 name = "tiny-student"
 types = ["q8_0"]
-"#,
-        teacher = teacher.display(),
-        data = data.display(),
-    );
-    let path = root.join("recipe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+"#;
+    tiny_teacher_recipe(root, teacher, "recipe.toml", rest)
 }
 
 fn run(recipe: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -84,16 +56,6 @@ fn run_limited(kib: u64, recipe: &Path, out: &Path, extra: &[&str]) -> Output {
 fn sha256(path: &Path) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
-
-fn artifacts(out: &Path) -> Vec<(String, String)> {
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| (a["path"].as_str().unwrap().to_owned(), a["sha256"].to_string()))
-        .collect()
 }
 
 /// The run failed on a full disk, saying which file it was writing.
@@ -131,7 +93,7 @@ fn a_full_disk_while_caching_the_teacher_leaves_no_cache_and_a_rerun_finishes() 
     assert!(!out.join("teacher-cache").exists());
     let rerun = run(&recipe, &out, &["--resume"]);
     assert!(rerun.status.success(), "{}", stderr(&rerun));
-    assert_eq!(artifacts(&out), artifacts(&whole));
+    assert_eq!(manifest_artifacts(&out), manifest_artifacts(&whole));
 }
 
 #[test]
@@ -171,7 +133,7 @@ fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
 
     let rerun = run(&recipe, &out, &["--resume"]);
     assert!(rerun.status.success(), "{}", stderr(&rerun));
-    assert_eq!(artifacts(&out), artifacts(&whole));
+    assert_eq!(manifest_artifacts(&out), manifest_artifacts(&whole));
 }
 
 #[test]
@@ -190,5 +152,5 @@ fn a_full_disk_while_exporting_leaves_the_trained_student_and_no_export() {
 
     let rerun = run(&recipe, &out, &["--resume"]);
     assert!(rerun.status.success(), "{}", stderr(&rerun));
-    assert_eq!(artifacts(&out), artifacts(&whole));
+    assert_eq!(manifest_artifacts(&out), manifest_artifacts(&whole));
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tiny_teacher::tiny_teacher;
+use common::tiny_teacher::{manifest_artifacts, tiny_teacher, tiny_teacher_recipe};
 use serde_json::Value;
 
 const KILLS: usize = 20;
@@ -23,30 +23,8 @@ const KILLS: usize = 20;
 const TIMED: [&str; 5] = ["metrics.jsonl", "stage.json", "manifest.json", "report.md", "index.json"];
 
 fn recipe(root: &Path, teacher: &Path, registry: &Path) -> PathBuf {
-    let data = root.join("train.jsonl");
-    let shipped =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl")).unwrap();
-    std::fs::write(&data, shipped.lines().take(24).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
-    let text = format!(
-        r#"[teacher]
-model = "{teacher}"
-
-[student.init]
-kind = "layers"
-layers = [1]
-
-[data]
-train = "{data}"
-max_length = 256
-packing = true
-
-[distill]
-loss = {{ kind = "forward_kl" }}
-alpha = 0.5
-teacher = "cached"
-top_k = 8
-
-[train]
+    let rest = format!(
+        r#"[train]
 lr = 1e-3
 warmup_steps = 1
 steps = 6
@@ -64,15 +42,12 @@ name = "tiny-student"
 types = ["q4_0", "q8_0"]
 
 [publish]
-registry = "file://{registry}"
+registry = "file://{}"
 "#,
-        teacher = teacher.display(),
-        data = data.display(),
-        registry = registry.display(),
+        registry.display()
     );
-    let path = root.join(format!("recipe-{}.toml", registry.file_name().unwrap().to_str().unwrap()));
-    std::fs::write(&path, text).unwrap();
-    path
+    let file = format!("recipe-{}.toml", registry.file_name().unwrap().to_str().unwrap());
+    tiny_teacher_recipe(root, teacher, &file, &rest)
 }
 
 fn start(recipe: &Path, out: &Path, log: &Path) -> Child {
@@ -194,16 +169,6 @@ fn check_final_paths(killed: &Path, whole: &Path, recipe: &Path, context: &str) 
     }
 }
 
-fn artifacts(out: &Path) -> Vec<(String, String)> {
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| (a["path"].as_str().unwrap().to_owned(), a["sha256"].to_string()))
-        .collect()
-}
-
 #[test]
 fn a_run_killed_at_random_moments_always_resumes_to_the_uninterrupted_artifacts() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,7 +179,7 @@ fn a_run_killed_at_random_moments_always_resumes_to_the_uninterrupted_artifacts(
     let mut child = start(&recipe(dir.path(), &teacher, &whole_registry), &whole, &dir.path().join("whole.log"));
     assert!(child.wait().unwrap().success(), "{}", std::fs::read_to_string(dir.path().join("whole.log")).unwrap());
     let duration = started.elapsed();
-    let expected = artifacts(&whole);
+    let expected = manifest_artifacts(&whole);
 
     let seed = std::env::var("DECANT_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
     let mut rng = Rng(seed | 1);
@@ -263,7 +228,7 @@ fn a_run_killed_at_random_moments_always_resumes_to_the_uninterrupted_artifacts(
             check_final_paths(&out, &whole, &recipe, &context);
             check_final_paths(&registry, &whole_registry, &recipe, &context);
         }
-        assert_eq!(artifacts(&out), expected, "round {round}");
+        assert_eq!(manifest_artifacts(&out), expected, "round {round}");
         let whole_files: Vec<PathBuf> = final_files(&whole).into_keys().collect();
         assert_eq!(final_files(&out).into_keys().collect::<Vec<_>>(), whole_files, "round {round}");
         check_final_paths(&out, &whole, &recipe, &format!("round {round}, finished"));

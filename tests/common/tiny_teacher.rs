@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 use burn::tensor::backend::Backend;
 use decant::model_arg::ModelSource;
 use export::{Dtype, ExportMetadata, HfOptions};
@@ -42,4 +44,51 @@ pub fn tiny_teacher(out: &Path) -> PathBuf {
     let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
     export::export_hf_dir(&model, Some(&vocab), &metadata, options, out, |_| {}).expect("the teacher is written");
     out.to_owned()
+}
+
+/// A recipe distilling a one-layer student from `teacher` on the first 24
+/// shipped extraction examples with a cached top-8 teacher; `rest` holds
+/// `[train]` and the sections after it.
+pub fn tiny_teacher_recipe(root: &Path, teacher: &Path, file: &str, rest: &str) -> PathBuf {
+    let data = root.join("train.jsonl");
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl")).unwrap();
+    std::fs::write(&data, shipped.lines().take(24).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let text = format!(
+        r#"[teacher]
+model = "{teacher}"
+
+[student.init]
+kind = "layers"
+layers = [1]
+
+[data]
+train = "{data}"
+max_length = 256
+packing = true
+
+[distill]
+loss = {{ kind = "forward_kl" }}
+alpha = 0.5
+teacher = "cached"
+top_k = 8
+
+{rest}"#,
+        teacher = teacher.display(),
+        data = data.display(),
+    );
+    let path = root.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The manifest's artifacts of the run in `out`, as (path, sha256).
+pub fn manifest_artifacts(out: &Path) -> Vec<(String, String)> {
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["path"].as_str().unwrap().to_owned(), a["sha256"].to_string()))
+        .collect()
 }
