@@ -5,7 +5,7 @@
 //! No case may panic; every refusal must be diagnostics placed inside the
 //! text, and no case may allocate more than a bound derived from its length.
 //!
-//! CI runs a few hundred cases per property; the longer run:
+//! CI runs the default count below (seconds in a debug build); the longer run:
 //! `PROPTEST_CASES=20000 cargo nextest run -p decant --test fuzz_recipe`
 
 #[global_allocator]

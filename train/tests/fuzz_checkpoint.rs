@@ -7,7 +7,7 @@
 //! `model_config.json` whose sizes the weights do not hold must be refused
 //! before a model of that size is allocated.
 //!
-//! CI runs a few hundred cases per property; the longer run:
+//! CI runs the default count below (seconds in a debug build); the longer run:
 //! `PROPTEST_CASES=20000 cargo nextest run -p train --test fuzz_checkpoint`
 
 #[global_allocator]
@@ -133,7 +133,7 @@ fn check(dir: &Path, input_len: usize) {
 proptest! {
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(cases(256))
+        ..ProptestConfig::with_cases(cases(1024))
     })]
 
     #[test]

@@ -5,7 +5,7 @@
 //! next to small weights must be refused before anything is allocated from
 //! its sizes: the bound below is the weights' size, not the config's.
 //!
-//! CI runs a few hundred cases per property; the longer run:
+//! CI runs the default count below (seconds in a debug build); the longer run:
 //! `PROPTEST_CASES=20000 cargo nextest run -p train --test fuzz_hf_config`
 
 #[global_allocator]
@@ -103,7 +103,7 @@ fn hostile_sizes() -> impl Strategy<Value = Vec<(&'static str, u64)>> {
 proptest! {
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(cases(512))
+        ..ProptestConfig::with_cases(cases(2048))
     })]
 
     #[test]
@@ -123,7 +123,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(cases(128))
+        ..ProptestConfig::with_cases(cases(512))
     })]
 
     #[test]

@@ -5,7 +5,7 @@
 //! derived from the input's size (the weights are memory-mapped, which the
 //! meter does not count, so what it sees is the reader's own allocations).
 //!
-//! CI runs a few hundred cases per property; the longer run:
+//! CI runs the default count below (seconds in a debug build); the longer run:
 //! `PROPTEST_CASES=20000 cargo nextest run -p train --test fuzz_safetensors`
 
 #[global_allocator]
@@ -98,7 +98,7 @@ fn arbitrary_file() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(cases(256))
+        ..ProptestConfig::with_cases(cases(1024))
     })]
 
     #[test]
