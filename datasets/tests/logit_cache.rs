@@ -117,6 +117,15 @@ fn a_manifest_out_of_step_with_its_shards_is_refused() {
     let err = TeacherCache::open(dir.path()).unwrap().verify().err().unwrap().to_string();
     assert!(err.contains("shard-00000.dlc") && err.contains("the manifest says 0000"), "{err}");
 
+    for outside in ["../shard-00000.dlc", "/tmp/shard-00000.dlc", "sub/shard-00000.dlc"] {
+        let mut manifest = write(dir.path());
+        manifest.shards[0].file = outside.to_owned();
+        manifest.write(&dir.path().join(MANIFEST_FILE)).unwrap();
+        let err = TeacherCache::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains(&format!("shard file {outside:?} is not a file name in the cache directory")), "{err}");
+    }
+
+    write(dir.path());
     std::fs::write(dir.path().join(PERMUTATION_FILE), [0u8; 10]).unwrap();
     let err = TeacherCache::open(dir.path()).err().unwrap().to_string();
     assert!(err.contains("is 10 bytes, expected 100"), "{err}");

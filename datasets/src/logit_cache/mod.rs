@@ -47,6 +47,16 @@ impl TeacherCache {
         let mut shards = Vec::with_capacity(manifest.shards.len());
         let mut next = 0u64;
         for entry in &manifest.shards {
+            // A shard is a file of the cache directory itself: a manifest must
+            // not send the reader elsewhere on the disk.
+            let plain = Path::new(&entry.file).components().count() == 1
+                && matches!(Path::new(&entry.file).components().next(), Some(std::path::Component::Normal(_)));
+            if !plain {
+                return Err(cache_error(
+                    &dir.join(MANIFEST_FILE),
+                    format!("shard file {:?} is not a file name in the cache directory", entry.file),
+                ));
+            }
             let path = dir.join(&entry.file);
             if entry.first_document != next {
                 return Err(cache_error(
