@@ -110,15 +110,20 @@ pub fn write_permutation(path: &Path, permutation: &Permutation) -> Result<()> {
 }
 
 pub(crate) fn read_permutation(path: &Path, vocab: usize) -> Result<Permutation> {
-    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    if bytes.len() != vocab * 2 {
+    let io = |source| DatasetError::Io { path: path.to_owned(), source };
+    let expected = (vocab as u64).saturating_mul(2);
+    // Checked before reading, so a permutation file of the wrong size is never
+    // read into memory whole.
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size != expected {
         return Err(cache_error(
             path,
-            format!("is {} bytes, expected {} (a u16 rank per id of {vocab})", bytes.len(), vocab * 2),
+            format!("is {size} bytes, expected {expected} (a u16 rank per id of {vocab})"),
         ));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    if bytes.len() as u64 != expected {
+        return Err(cache_error(path, "changed size while it was read"));
     }
     let ranks = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
     Permutation::from_ranks(ranks).map_err(|e| cache_error(path, e.to_string()))
