@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use arrow_array::RecordBatch;
 use data_files::{batch, messages, strings, write_arrow_file, write_arrow_stream};
 use datasets::{DataSource, RecordSpec};
-use fuzz_support::{cases, edits, mutated, quiet_panics, within, write};
+use fuzz_support::{cases, edits, mutated, quiet_panics, read_records, write};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -81,24 +81,7 @@ static VALID: LazyLock<Vec<(&'static str, Vec<u8>)>> = LazyLock::new(|| {
 /// Reads every record of `bytes` as a file called `name`, checking each error
 /// names the file; returns how many records were examples.
 fn read_all(name: &str, bytes: &[u8]) -> Result<usize, TestCaseError> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(dir.path(), name, bytes);
-    let source = DataSource::from_files(vec![path.clone()], RecordSpec::default());
-    let results = within(heap_bound(bytes.len()), "reading the file", || {
-        source
-            .records()
-            .map(|record| record.map(drop).map_err(|e| e.to_string()))
-            .collect::<Vec<_>>()
-    })?;
-    let shown = path.display().to_string();
-    let mut examples = 0;
-    for result in results {
-        match result {
-            Ok(()) => examples += 1,
-            Err(message) => prop_assert!(message.contains(&shown), "{}", message),
-        }
-    }
-    Ok(examples)
+    read_records(name, bytes, heap_bound(bytes.len()))
 }
 
 #[test]

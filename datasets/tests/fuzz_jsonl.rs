@@ -6,10 +6,7 @@
 
 mod fuzz_support;
 
-use std::path::Path;
-
-use datasets::{DataSource, RecordSpec};
-use fuzz_support::{cases, edits, mutated, within, write};
+use fuzz_support::{cases, edits, mutated, read_records};
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -38,27 +35,7 @@ const VALID: &str = concat!(
 /// Reads every record of `bytes` as a `.jsonl` file, checking each error
 /// names the file; returns how many records were examples.
 fn read_all(bytes: &[u8]) -> Result<usize, TestCaseError> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(dir.path(), "case.jsonl", bytes);
-    let source = DataSource::from_files(vec![path.clone()], RecordSpec::default());
-    let results = within(heap_bound(bytes.len()), "reading the file", || {
-        source
-            .records()
-            .map(|record| record.map(drop).map_err(|e| e.to_string()))
-            .collect::<Vec<_>>()
-    })?;
-    let mut examples = 0;
-    for result in results {
-        match result {
-            Ok(()) => examples += 1,
-            Err(message) => prop_assert!(names(&message, &path), "{}", message),
-        }
-    }
-    Ok(examples)
-}
-
-fn names(message: &str, path: &Path) -> bool {
-    message.contains(&path.display().to_string())
+    read_records("case.jsonl", bytes, heap_bound(bytes.len()))
 }
 
 #[test]

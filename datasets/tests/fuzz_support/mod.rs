@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use datasets::{DataSource, RecordSpec};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -94,4 +95,28 @@ pub fn within<R>(bound: usize, what: &str, read: impl FnOnce() -> R) -> Result<R
         bound
     );
     Ok(result)
+}
+
+/// Reads every record of `bytes` as a data file called `name`, within `bound`
+/// heap bytes, checking that each error names the file; returns how many
+/// records were examples.
+pub fn read_records(name: &str, bytes: &[u8], bound: usize) -> Result<usize, TestCaseError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), name, bytes);
+    let source = DataSource::from_files(vec![path.clone()], RecordSpec::default());
+    let results = within(bound, "reading the file", || {
+        source
+            .records()
+            .map(|record| record.map(drop).map_err(|e| e.to_string()))
+            .collect::<Vec<_>>()
+    })?;
+    let shown = path.display().to_string();
+    let mut examples = 0;
+    for result in results {
+        match result {
+            Ok(()) => examples += 1,
+            Err(message) => prop_assert!(message.contains(&shown), "{}", message),
+        }
+    }
+    Ok(examples)
 }
