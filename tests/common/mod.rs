@@ -86,6 +86,19 @@ pub fn copy_shipped_recipes(root: &std::path::Path) -> Vec<PathBuf> {
     copies
 }
 
+/// `root/train.jsonl`: the first 24 examples of the shipped extraction data,
+/// what the tiny recipes train on.
+pub fn first_training_examples(root: &std::path::Path) -> PathBuf {
+    let data = root.join("train.jsonl");
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl"),
+    )
+    .expect("the shipped extraction data");
+    let lines: String = shipped.lines().take(24).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&data, lines).unwrap();
+    data
+}
+
 /// A recipe of `steps` training steps for the reference teacher with `student`
 /// as its `[student.init]` body, on the first 24 examples of the shipped
 /// extraction data; `extra` goes into `[train]` (or opens more sections after
@@ -97,14 +110,7 @@ pub fn tiny_recipe(
     extra: &str,
     distill: &str,
 ) -> PathBuf {
-    use std::path::Path;
-    let data = root.join("train.jsonl");
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl"),
-    )
-    .expect("the shipped extraction data");
-    let lines: String = shipped.lines().take(24).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&data, lines).unwrap();
+    let data = first_training_examples(root);
     let text = format!(
         r#"[teacher]
 model = "{teacher}"

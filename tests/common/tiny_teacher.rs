@@ -50,10 +50,7 @@ pub fn tiny_teacher(out: &Path) -> PathBuf {
 /// shipped extraction examples with a cached top-8 teacher; `rest` holds
 /// `[train]` and the sections after it.
 pub fn tiny_teacher_recipe(root: &Path, teacher: &Path, file: &str, rest: &str) -> PathBuf {
-    let data = root.join("train.jsonl");
-    let shipped =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl")).unwrap();
-    std::fs::write(&data, shipped.lines().take(24).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let data = super::first_training_examples(root);
     let text = format!(
         r#"[teacher]
 model = "{teacher}"
