@@ -46,6 +46,22 @@ impl Batch {
         }
     }
 
+    /// The rows `rows` of this batch, as a batch of their own: a data-parallel
+    /// replica's share.
+    pub fn select_rows(&self, rows: std::ops::Range<usize>) -> Batch {
+        let span = rows.start * self.seq_len..rows.end * self.seq_len;
+        Batch {
+            rows: rows.len(),
+            seq_len: self.seq_len,
+            tokens: self.tokens[span.clone()].to_vec(),
+            targets: self.targets[span.clone()].to_vec(),
+            loss_mask: self.loss_mask[span.clone()].to_vec(),
+            position_ids: self.position_ids[span.clone()].to_vec(),
+            document_ids: self.document_ids[span.clone()].to_vec(),
+            sources: self.sources[span].to_vec(),
+        }
+    }
+
     /// Appends a row of `documents`, which fit in `seq_len` together, then padding.
     pub(crate) fn push_row(&mut self, documents: &[(u32, Document<'_>)], pad_token: u32) {
         let start = self.tokens.len();

@@ -96,6 +96,10 @@ pub enum CachedError {
 }
 
 impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
+    fn components(&self) -> &'static [&'static str] {
+        crate::mixture::COMPONENTS
+    }
+
     fn loss(
         &mut self,
         student: &Transformer<B>,

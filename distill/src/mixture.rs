@@ -23,6 +23,9 @@ pub(crate) fn student_logits<B: AutodiffBackend>(
     Some((trained, student.output_logits(hidden)))
 }
 
+/// The parts [`mix`] reports: label cross-entropy and the divergence.
+pub(crate) const COMPONENTS: &[&str] = &["ce", "kd"];
+
 /// A batch with nothing to train: a zero loss with no parts.
 pub(crate) fn nothing<B: AutodiffBackend>(student: &Transformer<B>) -> LossSum<B> {
     LossSum {

@@ -45,6 +45,10 @@ impl<B: AutodiffBackend> OnlineDistillation<B> {
 }
 
 impl<B: AutodiffBackend> Objective<B> for OnlineDistillation<B> {
+    fn components(&self) -> &'static [&'static str] {
+        crate::mixture::COMPONENTS
+    }
+
     fn loss(
         &mut self,
         student: &Transformer<B>,

@@ -95,6 +95,10 @@ impl<B: AutodiffBackend> OnPolicyDistillation<B> {
 }
 
 impl<B: AutodiffBackend> Objective<B> for OnPolicyDistillation<B> {
+    fn components(&self) -> &'static [&'static str] {
+        crate::mixture::COMPONENTS
+    }
+
     fn loss(
         &mut self,
         student: &Transformer<B>,

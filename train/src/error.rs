@@ -106,6 +106,19 @@ pub enum TrainError {
         value: f64,
         steps: u64,
     },
+    /// Data-parallel training could not exchange with the other replicas.
+    #[error("data-parallel training: {0}")]
+    Collective(String),
+    #[error(
+        "the objective reported a loss component `{name}` it does not list in `Objective::components`"
+    )]
+    UnknownComponent { name: &'static str },
+    /// A global micro-batch with fewer rows than replicas.
+    #[error(
+        "step {step}: a micro-batch of {rows} sequences cannot be split over {peers} replicas; \
+         use a batch size that is a multiple of the device count"
+    )]
+    BatchSplit { step: u64, rows: usize, peers: usize },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -11,7 +11,8 @@ use datasets::{Documents, LoaderConfig, Order, Shard};
 use train::config::{Architecture, ModelConfig, RopeConfig, RopeScaling};
 use train::optim::ScheduleKind;
 use train::trainer::{
-    CrossEntropy, NonFinitePolicy, Quiet, TrainConfig, TrainData, Trainer, read_metrics,
+    CrossEntropy, MakeObjective, NonFinitePolicy, Quiet, Replicas, Topology, TrainConfig, TrainData,
+    Trainer, read_metrics, train_replicas,
 };
 use train::{CpuBackend, TrainError, Transformer};
 
@@ -344,6 +345,10 @@ fn a_run_that_keeps_failing_stops_even_when_it_skips_non_finite_steps() {
 struct Poisoned;
 
 impl train::trainer::Objective<B> for Poisoned {
+    fn components(&self) -> &'static [&'static str] {
+        &["ce"]
+    }
+
     fn loss(
         &mut self,
         model: &Transformer<B>,
@@ -359,4 +364,90 @@ impl train::trainer::Objective<B> for Poisoned {
         loss.total = loss.total.mul_scalar(f32::NAN);
         Ok(loss)
     }
+}
+
+/// The replicas of `topology` in this process train `data` from the run in
+/// `dir` (started here when `start` is given, resumed otherwise).
+fn train_on_replicas(
+    devices: usize,
+    config: TrainConfig,
+    data: TrainData,
+    dir: &Path,
+    start: Option<Transformer<B>>,
+) -> Transformer<B> {
+    let topology = Topology { devices, nodes: None };
+    let leader = match start {
+        Some(model) => Trainer::start(config.clone(), model, data.clone(), dir).unwrap(),
+        None => Trainer::resume(config.clone(), data.clone(), dir, &Default::default()).unwrap(),
+    };
+    let objectives: Vec<MakeObjective<'_, CrossEntropy>> =
+        (0..devices).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _>).collect();
+    let replicas = Replicas::<B, _> {
+        topology,
+        devices: vec![Default::default(); devices],
+        objectives,
+        config,
+        data,
+        run_dir: dir,
+    };
+    let (trainer, _) = train_replicas(replicas, Some(leader), &mut Quiet).unwrap();
+    trainer.model().clone()
+}
+
+fn assert_close(actual: &[f64], expected: &[f64], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: {actual:?} vs {expected:?}");
+    for (step, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!((a - e).abs() <= 1e-5 * e.abs().max(1.0), "{what}, step {}: {a} vs {e}", step + 1);
+    }
+}
+
+/// One test, because the collective is one per process.
+#[test]
+fn replicas_with_a_share_of_the_batch_train_as_one_device_with_all_of_it() {
+    let steps = 6;
+    let whole = tempfile::tempdir().unwrap();
+    let mut one = Trainer::start(config(steps), tiny_model(5), data(true, 4), whole.path()).unwrap();
+    one.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
+    let expected = losses(whole.path());
+    let expected_weights = train::optim::named_tensors(one.model());
+
+    let two = tempfile::tempdir().unwrap();
+    let model = train_on_replicas(2, config(steps), data(true, 4), two.path(), Some(tiny_model(5)));
+    assert_close(&losses(two.path()), &expected, "2 replicas of 2 rows");
+    for (name, tensor) in train::optim::named_tensors(&model) {
+        let want = &expected_weights[&name];
+        let worst = tensor.values.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{name}: differs by {worst}");
+    }
+    let checkpoints: Vec<u64> = train::checkpoint::CheckpointDir::new(two.path().join("checkpoints"), 9)
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(step, _)| step)
+        .collect();
+    assert_eq!(checkpoints, [3, 6], "the leader alone writes checkpoints, on the run's schedule");
+
+    // Stopped after step 4 on one device; resumed from step 3 on four.
+    let resumed = tempfile::tempdir().unwrap();
+    let mut first = Trainer::start(config(steps), tiny_model(5), data(true, 4), resumed.path()).unwrap();
+    first.run(&mut CrossEntropy, &mut Quiet, Some(4)).unwrap();
+    drop(first);
+    train_on_replicas(4, config(steps), data(true, 4), resumed.path(), None);
+    assert_close(&losses(resumed.path()), &expected, "resumed on 4 replicas of 1 row");
+
+    let uneven = tempfile::tempdir().unwrap();
+    let leader = Trainer::start(config(steps), tiny_model(5), data(true, 2), uneven.path()).unwrap();
+    let replicas = Replicas::<B, CrossEntropy> {
+        topology: Topology { devices: 3, nodes: None },
+        devices: vec![Default::default(); 3],
+        objectives: (0..3).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _>).collect(),
+        config: config(steps),
+        data: data(true, 2),
+        run_dir: uneven.path(),
+    };
+    let err = train_replicas(replicas, Some(leader), &mut Quiet).err().unwrap();
+    assert!(
+        err.to_string().contains("a micro-batch of 2 sequences cannot be split over 3 replicas"),
+        "{err}"
+    );
 }

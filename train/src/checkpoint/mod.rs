@@ -94,8 +94,8 @@ impl CheckpointDir {
         };
         fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         self.remove_temporaries()?;
-        let name = format!("step-{:08}", state.step);
-        let target = self.root.join(&name);
+        let target = self.of_step(state.step);
+        let name = target.file_name().expect("a step name").to_string_lossy().into_owned();
         if target.exists() {
             return Err(TrainError::Checkpoint {
                 path: target,
@@ -155,6 +155,11 @@ impl CheckpointDir {
         }
         found.sort();
         Ok(found)
+    }
+
+    /// Where the checkpoint of `step` is (or would be).
+    pub fn of_step(&self, step: u64) -> PathBuf {
+        self.root.join(format!("step-{step:08}"))
     }
 
     pub fn latest(&self) -> Result<Option<PathBuf>, TrainError> {

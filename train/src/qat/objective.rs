@@ -26,6 +26,10 @@ impl<O> FakeQuant<O> {
 }
 
 impl<B: AutodiffBackend, O: Objective<B>> Objective<B> for FakeQuant<O> {
+    fn components(&self) -> &'static [&'static str] {
+        self.inner.components()
+    }
+
     fn loss(
         &mut self,
         model: &Transformer<B>,

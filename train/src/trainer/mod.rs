@@ -4,7 +4,9 @@
 mod config;
 mod metrics;
 mod objective;
+mod parallel;
 mod progress;
+mod replicas;
 mod run;
 
 pub use config::{NonFinitePolicy, TrainConfig};
@@ -12,5 +14,7 @@ pub use metrics::{MetricsLog, StepMetrics, read_metrics};
 pub use objective::{
     CrossEntropy, LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor,
 };
+pub use parallel::{Nodes, Replica, Topology, join, leave};
 pub use progress::{Quiet, StepObserver, TrainProgress};
+pub use replicas::{MakeObjective, Replicas, train_replicas};
 pub use run::{TrainData, TrainSummary, Trainer};

@@ -32,6 +32,10 @@ pub trait Objective<B: AutodiffBackend> {
         batch: &Batch,
         rng: &mut SplitMix64,
     ) -> Result<LossSum<B>, TrainError>;
+
+    /// Every name [`LossSum::components`] can hold, in a fixed order: replicas
+    /// sum their parts by position.
+    fn components(&self) -> &'static [&'static str];
 }
 
 /// Token-level cross-entropy on the trained positions (supervised fine-tuning).
@@ -39,6 +43,10 @@ pub trait Objective<B: AutodiffBackend> {
 pub struct CrossEntropy;
 
 impl<B: AutodiffBackend> Objective<B> for CrossEntropy {
+    fn components(&self) -> &'static [&'static str] {
+        &["ce"]
+    }
+
     fn loss(
         &mut self,
         model: &Transformer<B>,

@@ -16,6 +16,7 @@ use datasets::{Batch, Documents, Loader, LoaderConfig};
 use super::config::{NonFinitePolicy, TrainConfig};
 use super::metrics::{MetricsLog, StepMetrics};
 use super::objective::Objective;
+use super::parallel::{self, Replica};
 use super::progress::StepObserver;
 use crate::checkpoint::{self, CheckpointDir, TrainerState};
 use crate::error::TrainError;
@@ -40,7 +41,9 @@ pub struct Trainer<B: AutodiffBackend> {
     optimizer: AdamW<B>,
     loader: Loader,
     checkpoints: CheckpointDir,
-    metrics: MetricsLog,
+    /// Only the leading replica writes metrics and checkpoints.
+    metrics: Option<MetricsLog>,
+    replica: Replica,
     step: u64,
     last_loss: f64,
     /// Steps skipped for a non-finite loss since the last good one.
@@ -87,8 +90,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(Self {
             optimizer: AdamW::new(config.optimizer),
             loader: Loader::new(data.documents, data.loader)?,
-            metrics: MetricsLog::open(&run_dir.join("metrics.jsonl"), 0)?,
+            metrics: Some(MetricsLog::open(&run_dir.join("metrics.jsonl"), 0)?),
             checkpoints,
+            replica: Replica::SOLE,
             model,
             config,
             step: 0,
@@ -113,10 +117,40 @@ impl<B: AutodiffBackend> Trainer<B> {
                 path: checkpoints.root().to_owned(),
                 message: "no checkpoint to resume from".into(),
             })?;
-        let saved = checkpoint::load(&dir)?;
+        let mut trainer = Self::load(config, data, checkpoints, &dir, device)?;
+        trainer.metrics = Some(MetricsLog::open(&run_dir.join("metrics.jsonl"), trainer.step)?);
+        Ok(trainer)
+    }
+
+    /// A replica other than the leader, starting where the leader's checkpoint
+    /// of `step` in `run_dir` is; it writes nothing there.
+    pub fn follow(
+        config: TrainConfig,
+        data: TrainData,
+        run_dir: &Path,
+        device: &B::Device,
+        replica: Replica,
+        step: u64,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let checkpoints = checkpoints_of(run_dir, &config);
+        let dir = checkpoints.of_step(step);
+        let mut trainer = Self::load(config, data, checkpoints, &dir, device)?;
+        trainer.replica = replica;
+        Ok(trainer)
+    }
+
+    fn load(
+        config: TrainConfig,
+        data: TrainData,
+        checkpoints: CheckpointDir,
+        dir: &Path,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let saved = checkpoint::load(dir)?;
         if saved.state.config_fingerprint != config.fingerprint() {
             return Err(TrainError::Checkpoint {
-                path: dir,
+                path: dir.to_owned(),
                 message: "was written with other training settings; resume with the same ones"
                     .into(),
             });
@@ -125,7 +159,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             .model_config
             .init::<B>(device)
             .map_err(|e| TrainError::Checkpoint {
-                path: dir.clone(),
+                path: dir.to_owned(),
                 message: e.to_string(),
             })?;
         let model = load_named(model, &saved.weights, device)?;
@@ -134,7 +168,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         let step = saved.state.step;
         Ok(Self {
             loader: Loader::resume(data.documents, data.loader, saved.state.loader)?,
-            metrics: MetricsLog::open(&run_dir.join("metrics.jsonl"), step)?,
+            metrics: None,
+            replica: Replica::SOLE,
             checkpoints,
             model,
             optimizer,
@@ -151,6 +186,29 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     pub fn step(&self) -> u64 {
         self.step
+    }
+
+    pub fn replica(&self) -> Replica {
+        self.replica
+    }
+
+    /// This trainer as `replica` of a data-parallel run; the leader keeps
+    /// writing, the others stop.
+    pub fn into_replica(mut self, replica: Replica) -> Self {
+        if !replica.is_leader() {
+            self.metrics = None;
+        }
+        self.replica = replica;
+        self
+    }
+
+    /// Makes sure the weights this run starts from are in a checkpoint, for
+    /// replicas in other threads or processes to start from as well; returns its step.
+    pub fn checkpoint_for_replicas(&mut self) -> Result<u64, TrainError> {
+        if self.checkpoints.list()?.last().is_none_or(|(step, _)| *step != self.step) {
+            self.save_checkpoint()?;
+        }
+        Ok(self.step)
     }
 
     /// Trains until `config.steps` (or `until`, if sooner), reporting each step
@@ -182,15 +240,18 @@ impl<B: AutodiffBackend> Trainer<B> {
                 .sum();
             metrics.tokens_per_s = input_tokens as f64 / seconds.max(1e-9);
             metrics.elapsed_s = started.elapsed().as_secs_f64();
-            self.metrics.append(&metrics)?;
+            if let Some(log) = &mut self.metrics {
+                log.append(&metrics)?;
+            }
             observer.on_step(&metrics);
-            if self.step.is_multiple_of(self.config.checkpoint_every)
-                || self.step == self.config.steps
+            if self.replica.is_leader()
+                && (self.step.is_multiple_of(self.config.checkpoint_every)
+                    || self.step == self.config.steps)
             {
                 last_checkpoint = Some(self.save_checkpoint()?);
             }
         }
-        if data_exhausted && last_checkpoint.is_none() && self.step > 0 {
+        if data_exhausted && last_checkpoint.is_none() && self.step > 0 && self.replica.is_leader() {
             last_checkpoint = Some(self.save_checkpoint()?);
         }
         Ok(TrainSummary {
@@ -216,21 +277,50 @@ impl<B: AutodiffBackend> Trainer<B> {
         let norm = trained.max(1) as f64;
         let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
         let mut loss_sum = 0.0;
-        let mut components: BTreeMap<String, f64> = BTreeMap::new();
+        let names = objective.components();
+        // Per component name: its sum, then whether any micro-batch reported it.
+        let mut components = vec![0.0; 2 * names.len()];
         for batch in batches {
+            let rows = self.replica.rows(batch.rows);
+            if rows.is_empty() {
+                return Err(TrainError::BatchSplit { step, rows: batch.rows, peers: self.replica.peers });
+            }
+            let local;
+            let batch = if self.replica.is_parallel() {
+                local = batch.select_rows(rows);
+                &local
+            } else {
+                batch
+            };
             let loss = objective.loss(&self.model, batch, &mut rng)?;
             let value: f64 = loss.total.clone().into_scalar().elem();
-            if !value.is_finite() {
-                return self.non_finite(step, "loss", value, lr, trained);
-            }
             loss_sum += value;
+            if !value.is_finite() {
+                break;
+            }
             for (name, part) in loss.components {
-                *components.entry(name.to_owned()).or_default() += part / norm;
+                let Some(at) = names.iter().position(|&n| n == name) else {
+                    return Err(TrainError::UnknownComponent { name });
+                };
+                components[at] += part / norm;
+                components[names.len() + at] = 1.0;
             }
             let grads = loss.total.div_scalar(norm).backward();
             accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
         }
-        let grads = accumulator.grads();
+        let device = self.model.embed_tokens.weight.device();
+        let loss_sum = parallel::sum_values::<B::InnerBackend>(self.replica, &[loss_sum], &device)?[0];
+        if !loss_sum.is_finite() {
+            return self.non_finite(step, "loss", loss_sum, lr, trained);
+        }
+        let components = parallel::sum_values::<B::InnerBackend>(self.replica, &components, &device)?;
+        let components: BTreeMap<String, f64> = names
+            .iter()
+            .enumerate()
+            .filter(|&(at, _)| components[names.len() + at] > 0.0)
+            .map(|(at, &name)| (name.to_owned(), components[at]))
+            .collect();
+        let grads = parallel::sum_grads(self.replica, &self.model, accumulator.grads())?;
         let grad_norm = global_grad_norm(&self.model, &grads);
         if !grad_norm.is_finite() {
             return self.non_finite(step, "gradient norm", grad_norm, lr, trained);
@@ -291,7 +381,9 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
-        self.metrics.sync()?;
+        if let Some(log) = &mut self.metrics {
+            log.sync()?;
+        }
         let state = TrainerState {
             step: self.step,
             loader: self.loader.state(),
