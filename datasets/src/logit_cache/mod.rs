@@ -7,9 +7,14 @@
 //! code) and shards `shard-NNNNN.dlc` of consecutive documents, each written
 //! under a temporary name and renamed when complete. Records are coded by
 //! [`codec`], about 90 bytes per position at k = 64.
+//!
+//! Ranks that share the work write [`parts`] of a cache, which [`merge`]
+//! checks and assembles into the same directory.
 
 pub mod codec;
 pub mod manifest;
+pub mod merge;
+pub mod parts;
 mod shard;
 
 use std::path::{Path, PathBuf};
