@@ -23,12 +23,18 @@ pub fn run(args: DistillArgs) -> Result<()> {
         resume: args.resume,
         backend: args.backend(recipe),
         progress: true,
+        topology: args.topology(recipe)?,
     };
     let report = stage
         .run()
         .with_context(|| format!("distill stage of {}", args.recipe.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
+    } else if !args.topology(recipe)?.is_leader() {
+        println!(
+            "trained {} steps as one of {} replicas (weights sha256 {}); rank 0 writes the stage",
+            report.steps, report.replicas, report.weights_sha256
+        );
     } else if report.reused {
         println!("distill stage already complete: {}", report.student.display());
     } else {

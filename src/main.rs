@@ -92,6 +92,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Burn's collective installs a tracing subscriber printing on stdout, the
+    // channel of `--json`, unless the process has one: this one drops events.
+    let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,9 @@ pub fn run(args: QatArgs) -> Result<()> {
     let args = args.stage;
     let checked = args.load()?;
     let recipe = &checked.recipe;
+    if args.world.is_some() {
+        anyhow::bail!("--world: the QAT stage trains on one machine; run it without --rank/--world (on rank 0's)");
+    }
     let _lock = args.lock(recipe)?;
     let stage = QatStage {
         recipe,
@@ -23,6 +26,7 @@ pub fn run(args: QatArgs) -> Result<()> {
         resume: args.resume,
         backend: args.backend(recipe),
         progress: true,
+        devices: args.topology(recipe)?.devices,
     };
     let report = stage
         .run()

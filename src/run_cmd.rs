@@ -27,8 +27,21 @@ pub fn run(args: RunArgs) -> Result<()> {
         backend: args.backend(recipe),
         progress: true,
         until,
+        topology: args.topology(recipe)?,
     };
     let _lock = args.lock(recipe)?;
+    if !pipeline.topology.is_leader() {
+        let report = pipeline.follow().with_context(|| format!("run of {}", args.recipe.display()))?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!(
+                "trained {} steps as one of {} replicas (weights sha256 {}); rank 0 writes the run",
+                report.steps, report.replicas, report.weights_sha256
+            );
+        }
+        return Ok(());
+    }
     let report = pipeline.run().with_context(|| format!("run of {}", args.recipe.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -20,13 +20,14 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use train::backend::{BackendFn, BackendKind, dispatch};
 use train::optim::{AdamWConfig, ScheduleKind};
-use train::trainer::{
-    CrossEntropy, TrainConfig, TrainData, Trainer,
-};
+use train::trainer::{CrossEntropy, Topology, TrainConfig, TrainData, Trainer};
+use burn::module::Module;
+use train::Transformer;
+use datasets::logit_cache::TeacherCache;
 
 use super::student::{self, Lineage};
 use super::state::{self, INPUTS_FILE, REPORT_FILE, Started, sha256_of};
-use super::{StageError, data, source};
+use super::{StageError, data, replicas, source};
 use crate::model_arg::{self, ModelSource};
 use crate::recipe::distill::{Loss, TeacherMode};
 use crate::recipe::train::{Dtype as TrainDtype, Optimizer, Schedule};
@@ -44,6 +45,8 @@ pub struct DistillStage<'a> {
     pub backend: BackendKind,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The data-parallel replicas: `[train] devices` per node, and the nodes.
+    pub topology: Topology,
 }
 
 /// What the stage did, as `stage.json` and `--json` give it.
@@ -64,9 +67,25 @@ pub struct DistillReport {
     pub last_loss: f64,
     pub elapsed_s: f64,
     pub metrics: PathBuf,
+    /// Data-parallel replicas the student was trained on.
+    #[serde(default = "one")]
+    pub replicas: u64,
+    /// sha256 of the trained weights (f32, in name order), the same on every
+    /// replica of a data-parallel run.
+    #[serde(default)]
+    pub weights_sha256: String,
     /// This call found the stage complete and did nothing.
     #[serde(default)]
     pub reused: bool,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A replica's objective that cannot be made, as the training core reports it.
+pub(super) fn objective_error(error: impl std::fmt::Display) -> train::TrainError {
+    train::TrainError::Objective(error.to_string())
 }
 
 impl DistillStage<'_> {
@@ -113,7 +132,13 @@ impl BackendFn for Job<'_> {
             return Ok(DistillReport { reused: true, ..report });
         }
         let inputs_path = stage.dir.join(INPUTS_FILE);
-        let started = state::check_started(&stage.dir, &inputs, stage.resume, "distill")?;
+        let topology = &stage.topology;
+        let leads = topology.is_leader();
+        let started = if leads {
+            Some(state::check_started(&stage.dir, &inputs, stage.resume, "distill")?)
+        } else {
+            None
+        };
 
         let teacher = teacher_source
             .as_ref()
@@ -121,95 +146,160 @@ impl BackendFn for Job<'_> {
             .transpose()?;
         let config = train_config(&recipe.train)?;
         let train_data = train_data(recipe, &documents);
-        let (mut trainer, lineage) = if let Started::Resume { inputs: saved, checkpoint: true } = started {
-            let lineage: Lineage = serde_json::from_value(saved["lineage"].clone())
-                .map_err(|e| StageError::RunDir { path: inputs_path.clone(), message: e.to_string() })?;
-            (Trainer::<B>::resume(config.clone(), train_data, &stage.dir, &device)?, lineage)
-        } else {
-            let (student, lineage) = student::init::<B::InnerBackend, B>(
-                &recipe.student.init,
-                teacher.as_ref(),
-                &documents,
-                recipe.train.seed,
-                &device,
-            )?;
-            if let Some(teacher_source) = &teacher_source
-                && !recipe.student.init.prunes_teacher()
-            {
-                let student_source = student_source(recipe)?;
-                let teacher_vocab = teacher.as_ref().map_or(usize::MAX, |t| t.config.vocab_size);
-                let student_vocab = student.config.vocab_size;
-                source::same_tokenizer(
-                    (teacher_source, teacher_vocab),
-                    (&student_source, student_vocab),
-                    student_vocab.min(teacher_vocab),
-                )?;
+        let (leader, lineage) = match started {
+            None => (None, None),
+            Some(Started::Resume { inputs: saved, checkpoint: true }) => {
+                let lineage: Lineage = serde_json::from_value(saved["lineage"].clone())
+                    .map_err(|e| StageError::RunDir { path: inputs_path.clone(), message: e.to_string() })?;
+                let trainer = Trainer::<B>::resume(config.clone(), train_data.clone(), &stage.dir, &device)?;
+                (Some(trainer), Some(lineage))
             }
-            state::write_json(
-                &inputs_path,
-                &json!({ "inputs": inputs, "lineage": lineage }),
-            )?;
-            (Trainer::start(config.clone(), student, train_data, &stage.dir)?, lineage)
+            Some(_) => {
+                let (student, lineage) = student::init::<B::InnerBackend, B>(
+                    &recipe.student.init,
+                    teacher.as_ref(),
+                    &documents,
+                    recipe.train.seed,
+                    &device,
+                )?;
+                if let Some(teacher_source) = &teacher_source
+                    && !recipe.student.init.prunes_teacher()
+                {
+                    let student_source = student_source(recipe)?;
+                    let teacher_vocab = teacher.as_ref().map_or(usize::MAX, |t| t.config.vocab_size);
+                    let student_vocab = student.config.vocab_size;
+                    source::same_tokenizer(
+                        (teacher_source, teacher_vocab),
+                        (&student_source, student_vocab),
+                        student_vocab.min(teacher_vocab),
+                    )?;
+                }
+                state::write_json(
+                    &inputs_path,
+                    &json!({ "inputs": inputs, "lineage": lineage }),
+                )?;
+                let trainer = Trainer::start(config.clone(), student, train_data.clone(), &stage.dir)?;
+                (Some(trainer), Some(lineage))
+            }
         };
 
         let objective_name;
-        let summary = match (&recipe.distill, teacher) {
+        let mut training = replicas::Training {
+            topology,
+            config: &config,
+            data: train_data,
+            dir: &stage.dir,
+            stage: "distill",
+            progress: stage.progress,
+            prepare: None,
+        };
+        let (trainer, summary) = match (&recipe.distill, teacher) {
             (Some(distill), Some(teacher)) if distill.teacher == TeacherMode::Cached => {
                 let k = distill.top_k.expect("a checked recipe has top_k with a cached teacher") as usize;
+                let cache_dir = stage.dir.parent().unwrap_or(Path::new(".")).join("teacher-cache");
                 let spec = super::teacher_cache::spec(
                     k,
                     teacher_sha256.clone().expect("a teacher was hashed"),
                     super::teacher_cache::tokenizer_sha256(&tokenizer, teacher.config.vocab_size),
                 );
-                let cache_dir = stage.dir.parent().unwrap_or(Path::new(".")).join("teacher-cache");
-                let (cache, _, _) =
-                    super::teacher_cache::ensure(&teacher, &documents, spec, &cache_dir, stage.progress)?;
+                match &topology.nodes {
+                    // Each node caches its part; the leader merges them once all have joined.
+                    Some(nodes) => {
+                        super::teacher_cache::ensure_part(
+                            &teacher, &documents, &spec, &cache_dir, nodes.rank, nodes.world, stage.progress,
+                        )?;
+                        let (cache_dir, documents) = (cache_dir.clone(), Arc::clone(&documents));
+                        training.prepare = Some(Box::new(move || {
+                            super::teacher_cache::merge(&cache_dir, &spec, &documents)
+                                .map(|_| ())
+                                .map_err(objective_error)
+                        }));
+                    }
+                    None if leads => {
+                        super::teacher_cache::ensure(&teacher, &documents, spec, &cache_dir, stage.progress)?;
+                    }
+                    None => {}
+                }
                 drop(teacher);
                 objective_name = format!("{} (alpha {}, cached top-{k})", loss_name(distill.loss), distill.alpha);
-                let mut objective =
-                    CachedDistillation::new(cache, Arc::clone(&documents), divergence(distill.loss), distill.alpha)
-                        .map_err(|e| StageError::Unsupported(e.to_string()))?;
-                state::train(&mut trainer, &mut objective, &config, "distill", stage.progress)?
+                let (divergence, alpha) = (divergence(distill.loss), distill.alpha);
+                let objectives = replicas::objectives(topology, || {
+                    let (cache_dir, documents) = (cache_dir.clone(), Arc::clone(&documents));
+                    Box::new(move |_: &B::Device| {
+                        let cache = TeacherCache::open(&cache_dir).map_err(objective_error)?;
+                        CachedDistillation::new(cache, documents, divergence, alpha).map_err(objective_error)
+                    })
+                });
+                training.run(leader, objectives)?
             }
             (Some(distill), Some(teacher)) => {
-                let divergence = divergence(distill.loss);
                 let on_policy_name = distill
                     .on_policy
                     .map(|o| format!(", on-policy lambda {}", o.lambda))
                     .unwrap_or_default();
                 objective_name =
                     format!("{} (alpha {}{on_policy_name})", loss_name(distill.loss), distill.alpha);
-                let online = OnlineDistillation::<B>::new(
-                    teacher,
-                    divergence,
-                    distill.temperature,
-                    distill.alpha,
-                )?;
+                let (divergence, temperature, alpha) = (divergence(distill.loss), distill.temperature, distill.alpha);
+                let online = |teacher: Transformer<B::InnerBackend>, device: &B::Device| {
+                    OnlineDistillation::<B>::new(teacher.to_device(device), divergence, temperature, alpha)
+                        .map_err(objective_error)
+                };
                 match &distill.on_policy {
                     Some(on_policy) => {
-                        let vocab = trainer.model().config.vocab_size as u32;
-                        let config_on_policy = OnPolicyConfig {
+                        let vocab = teacher.config.vocab_size as u32;
+                        let on_policy = OnPolicyConfig {
                             lambda: on_policy.lambda,
                             max_new_tokens: on_policy.max_new_tokens as usize,
                             temperature: on_policy.temperature as f32,
                             end_of_generation: (0..vocab).filter(|&id| tokenizer.is_eog(id)).collect(),
                         };
-                        let mut objective = OnPolicyDistillation::new(online, config_on_policy)?;
-                        state::train(&mut trainer, &mut objective, &config, "distill", stage.progress)?
+                        let objectives = replicas::objectives(topology, || {
+                            let (teacher, on_policy) = (teacher.clone(), on_policy.clone());
+                            Box::new(move |device: &B::Device| {
+                                OnPolicyDistillation::new(online(teacher, device)?, on_policy).map_err(objective_error)
+                            })
+                        });
+                        training.run(leader, objectives)?
                     }
                     None => {
-                        let mut objective = online;
-                        state::train(&mut trainer, &mut objective, &config, "distill", stage.progress)?
+                        let objectives = replicas::objectives(topology, || {
+                            let teacher = teacher.clone();
+                            Box::new(move |device: &B::Device| online(teacher, device))
+                        });
+                        training.run(leader, objectives)?
                     }
                 }
             }
             _ => {
                 objective_name = "cross_entropy".to_owned();
-                state::train(&mut trainer, &mut CrossEntropy, &config, "distill", stage.progress)?
+                let objectives = replicas::objectives(topology, || Box::new(|_: &B::Device| Ok(CrossEntropy)));
+                training.run(leader, objectives)?
             }
         };
 
         let model = trainer.model().valid();
+        let weights_sha256 = replicas::weights_sha256(&model);
+        let student_dir = stage.dir.join(STUDENT_DIR);
+        let Some(lineage) = lineage else {
+            // Another rank's replica: the leader writes the stage's files.
+            return Ok(DistillReport {
+                student: student_dir,
+                teacher: teacher_source.map(|s| s.path().to_owned()),
+                inputs,
+                objective: objective_name,
+                student_layers: None,
+                layer_influence: None,
+                parameters: burn::module::Module::num_params(&model) as u64,
+                examples: prepared.stats.kept as u64,
+                steps: summary.steps,
+                last_loss: summary.last_loss,
+                elapsed_s: started_at.elapsed().as_secs_f64(),
+                metrics: stage.dir.join("metrics.jsonl"),
+                replicas: topology.peers() as u64,
+                weights_sha256,
+                reused: false,
+            });
+        };
         let vocab = source::vocabulary(&vocab_source, model.config.vocab_size)?;
         let metadata = ExportMetadata {
             name: recipe.export.name.clone(),
@@ -224,7 +314,6 @@ impl BackendFn for Job<'_> {
                 .collect(),
             ..ExportMetadata::default()
         };
-        let student_dir = stage.dir.join(STUDENT_DIR);
         state::clear_dir(&student_dir)?;
         let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
         export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
@@ -241,6 +330,8 @@ impl BackendFn for Job<'_> {
             last_loss: summary.last_loss,
             elapsed_s: started_at.elapsed().as_secs_f64(),
             metrics: stage.dir.join("metrics.jsonl"),
+            replicas: topology.peers() as u64,
+            weights_sha256,
             reused: false,
         };
         state::write_json(&stage.dir.join(REPORT_FILE), &report)?;
@@ -264,9 +355,6 @@ fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
     }
     if recipe.train.dtype == TrainDtype::Bf16 {
         return fail("[train] dtype = \"bf16\": training in bf16 is not available yet; use dtype = \"f32\"");
-    }
-    if recipe.train.devices > 1 {
-        return fail("[train] devices: data-parallel training is not available yet; use devices = 1");
     }
     if recipe.train.schedule == Schedule::Linear && recipe.train.min_lr > 0.0 {
         return fail("[train] min_lr: the linear schedule decays to 0; set min_lr = 0 or use schedule = \"cosine\"");

@@ -10,6 +10,7 @@ pub mod export;
 mod error;
 pub mod pipeline;
 pub mod qat;
+pub mod replicas;
 pub mod source;
 pub mod state;
 pub mod student;

@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use train::BackendKind;
+use train::trainer::Topology;
 
-use super::distill::DistillStage;
+use super::distill::{DistillReport, DistillStage};
 use super::qat::QatStage;
 use super::state::{self, sha256_of};
 use super::eval::{self, EvalReport};
@@ -45,6 +46,8 @@ pub struct Pipeline<'a> {
     pub progress: bool,
     /// The last stage to run; `None` runs every stage the recipe has.
     pub until: Option<StageName>,
+    /// The data-parallel replicas of the distill stage.
+    pub topology: Topology,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -92,6 +95,20 @@ pub struct RunReport {
 }
 
 impl Pipeline<'_> {
+    /// A rank other than 0 of a multi-node run: its replicas of the distill
+    /// stage, which is what the nodes train together; rank 0 goes on alone.
+    pub fn follow(self) -> Result<DistillReport, StageError> {
+        DistillStage {
+            recipe: self.recipe,
+            dir: self.run_dir.join("distill"),
+            resume: self.resume,
+            backend: self.backend,
+            progress: self.progress,
+            topology: self.topology,
+        }
+        .run()
+    }
+
     pub fn run(self) -> Result<RunReport, StageError> {
         let until = self.until.unwrap_or(StageName::Publish);
         let recipe = self.recipe;
@@ -110,6 +127,7 @@ impl Pipeline<'_> {
             resume: self.resume,
             backend: self.backend,
             progress: self.progress,
+            topology: self.topology.clone(),
         }
         .run()?;
         stages.push(StageRun { stage: StageName::Distill, inputs: distilled.inputs.clone(), reused: distilled.reused });
@@ -130,6 +148,7 @@ impl Pipeline<'_> {
                 resume: self.resume,
                 backend: self.backend,
                 progress: self.progress,
+                devices: self.topology.devices,
             }
             .run()?;
             stages.push(StageRun { stage: StageName::Qat, inputs: qat.inputs.clone(), reused: qat.reused });

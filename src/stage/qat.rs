@@ -27,11 +27,12 @@ use sha2::{Digest, Sha256};
 use train::backend::{BackendFn, BackendKind, dispatch};
 use train::import::Weight;
 use train::qat::{FakeQuant, FakeQuantPlan, Ste};
-use train::trainer::Trainer;
+use burn::module::Module;
+use train::trainer::{Topology, Trainer};
 
-use super::distill::{DistillReport, divergence, loss_name, name_of, train_config, train_data};
+use super::distill::{DistillReport, divergence, loss_name, name_of, objective_error, train_config, train_data};
 use super::state::{self, INPUTS_FILE, REPORT_FILE, Started};
-use super::{StageError, data, source};
+use super::{StageError, data, replicas, source};
 use crate::model_arg::{self, ModelSource};
 use crate::recipe::qat::{Qat, Reference, Ste as RecipeSte};
 use crate::recipe::{Recipe, Train};
@@ -46,6 +47,9 @@ pub struct QatStage<'a> {
     pub resume: bool,
     pub backend: BackendKind,
     pub progress: bool,
+    /// Data-parallel replicas on this machine (`[train] devices`). QAT trains
+    /// on the leading node alone: its steps are a tenth of distillation's.
+    pub devices: usize,
 }
 
 /// What the stage did, as `stage.json` and `--json` give it.
@@ -130,14 +134,14 @@ impl BackendFn for Job<'_> {
         let reference = train::load_model::<B::InnerBackend>(reference_source.path(), &device)?;
         let config = qat_train_config(&qat, &recipe.train)?;
         let train_data = train_data(recipe, &documents);
-        let mut trainer = match started {
+        let trainer = match started {
             Started::Resume { checkpoint: true, .. } => {
-                Trainer::<B>::resume(config.clone(), train_data, &dir, &device)?
+                Trainer::<B>::resume(config.clone(), train_data.clone(), &dir, &device)?
             }
             _ => {
                 let student = train::load_model::<B>(student_source.path(), &device)?;
                 state::write_json(&dir.join(INPUTS_FILE), &json!({ "inputs": inputs }))?;
-                Trainer::start(config.clone(), student, train_data, &dir)?
+                Trainer::start(config.clone(), student, train_data.clone(), &dir)?
             }
         };
 
@@ -156,9 +160,25 @@ impl BackendFn for Job<'_> {
             },
             qat.mix
         );
-        let online = OnlineDistillation::<B>::new(reference, loss, temperature, alpha)?;
-        let mut objective = FakeQuant::new(online, plan.clone());
-        let summary = state::train(&mut trainer, &mut objective, &config, "qat", stage.progress)?;
+        let topology = Topology { devices: stage.devices, nodes: None };
+        let objectives = replicas::objectives(&topology, || {
+            let (reference, plan) = (reference.clone(), plan.clone());
+            Box::new(move |device: &B::Device| {
+                let online = OnlineDistillation::<B>::new(reference.to_device(device), loss, temperature, alpha)
+                    .map_err(objective_error)?;
+                Ok(FakeQuant::new(online, plan))
+            })
+        });
+        let training = replicas::Training {
+            topology: &topology,
+            config: &config,
+            data: train_data,
+            dir: &dir,
+            stage: "qat",
+            progress: stage.progress,
+            prepare: None,
+        };
+        let (trainer, summary) = training.run(Some(trainer), objectives)?;
 
         let model = trainer.model().valid();
         let vocab = source::vocabulary(&vocab_source, model.config.vocab_size)?;

@@ -5,13 +5,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::AutodiffBackend;
 use quantize::gguf::{AtomicFile, Sink};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use train::trainer::{Objective, Quiet, TrainConfig, TrainProgress, TrainSummary, Trainer};
 
 use super::StageError;
 
@@ -81,25 +79,6 @@ pub fn completed<R: DeserializeOwned>(
         });
     }
     Ok(Some(report))
-}
-
-/// Trains to the configured step, with a progress bar named `stage` when asked.
-pub fn train<B: AutodiffBackend>(
-    trainer: &mut Trainer<B>,
-    objective: &mut impl Objective<B>,
-    config: &TrainConfig,
-    stage: &str,
-    progress: bool,
-) -> Result<TrainSummary, StageError> {
-    let summary = if progress {
-        let mut bar = TrainProgress::new(stage, config.steps, trainer.step());
-        let summary = trainer.run(objective, &mut bar, None);
-        bar.finish();
-        summary
-    } else {
-        trainer.run(objective, &mut Quiet, None)
-    }?;
-    Ok(summary)
 }
 
 /// sha256 of a model file, or of a model directory's files in name order.

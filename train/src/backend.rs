@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::backend::Autodiff;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId};
 
 /// The default CPU backend: Flex, Burn's pure-Rust CPU backend (SIMD, rayon
 /// threads, the `gemm` crate's matmul), with gemm's AVX-512 kernels compiled in by
@@ -48,6 +48,20 @@ pub fn dispatch<F: BackendFn>(kind: BackendKind, f: F) -> Result<F::Output, Back
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => Err(BackendError::NotCompiledIn(kind)),
     }
+}
+
+/// The first `count` devices of `B`'s kind, from its default one: GPUs 0, 1, …;
+/// on the CPU, replicas share the one device (and its thread pool).
+pub fn devices<B: Backend>(count: usize) -> Vec<B::Device> {
+    let first = B::Device::default().to_id();
+    (0..count)
+        .map(|at| {
+            B::Device::from_id(DeviceId {
+                type_id: first.type_id,
+                index_id: first.index_id + at as u16,
+            })
+        })
+        .collect()
 }
 
 /// A backend named on the command line or in a recipe.

@@ -106,6 +106,9 @@ pub enum TrainError {
         value: f64,
         steps: u64,
     },
+    /// A replica's objective could not be made (its teacher, its cache).
+    #[error("{0}")]
+    Objective(String),
     /// Data-parallel training could not exchange with the other replicas.
     #[error("data-parallel training: {0}")]
     Collective(String),

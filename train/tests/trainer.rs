@@ -380,12 +380,13 @@ fn train_on_replicas(
         Some(model) => Trainer::start(config.clone(), model, data.clone(), dir).unwrap(),
         None => Trainer::resume(config.clone(), data.clone(), dir, &Default::default()).unwrap(),
     };
-    let objectives: Vec<MakeObjective<'_, CrossEntropy>> =
-        (0..devices).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _>).collect();
+    let objectives: Vec<MakeObjective<'_, _, CrossEntropy>> =
+        (0..devices).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _, _>).collect();
     let replicas = Replicas::<B, _> {
         topology,
         devices: vec![Default::default(); devices],
         objectives,
+        prepare: None,
         config,
         data,
         run_dir: dir,
@@ -440,7 +441,8 @@ fn replicas_with_a_share_of_the_batch_train_as_one_device_with_all_of_it() {
     let replicas = Replicas::<B, CrossEntropy> {
         topology: Topology { devices: 3, nodes: None },
         devices: vec![Default::default(); 3],
-        objectives: (0..3).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _>).collect(),
+        objectives: (0..3).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _, _>).collect(),
+        prepare: None,
         config: config(steps),
         data: data(true, 2),
         run_dir: uneven.path(),

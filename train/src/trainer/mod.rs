@@ -16,5 +16,5 @@ pub use objective::{
 };
 pub use parallel::{Nodes, Replica, Topology, join, leave};
 pub use progress::{Quiet, StepObserver, TrainProgress};
-pub use replicas::{MakeObjective, Replicas, train_replicas};
+pub use replicas::{MakeObjective, Prepare, Replicas, train_replicas};
 pub use run::{TrainData, TrainSummary, Trainer};

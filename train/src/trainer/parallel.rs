@@ -79,7 +79,7 @@ impl Topology {
             .with_global_address(ws(&nodes.coordinator))
             .with_node_address(ws(&nodes.address))
             .with_data_service_port(port)
-            .with_global_all_reduce_strategy(AllReduceStrategy::Ring))
+            .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2)))
     }
 }
 

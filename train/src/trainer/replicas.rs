@@ -17,14 +17,20 @@ use crate::error::TrainError;
 
 /// Builds a replica's objective in its own thread, after every replica has
 /// joined (so that what the leader prepared, such as a teacher cache, exists).
-pub type MakeObjective<'a, O> = Box<dyn FnOnce(&Replica) -> Result<O, TrainError> + Send + 'a>;
+pub type MakeObjective<'a, D, O> = Box<dyn FnOnce(&D) -> Result<O, TrainError> + Send + 'a>;
+
+/// What the leader does once every replica has joined and before any starts,
+/// such as merging the parts of a teacher cache the nodes wrote.
+pub type Prepare<'a> = Box<dyn FnOnce() -> Result<(), TrainError> + Send + 'a>;
 
 /// What this process trains with: the run's shape and one device and
 /// objective per replica it holds.
 pub struct Replicas<'a, B: AutodiffBackend, O> {
     pub topology: Topology,
     pub devices: Vec<B::Device>,
-    pub objectives: Vec<MakeObjective<'a, O>>,
+    pub objectives: Vec<MakeObjective<'a, B::Device, O>>,
+    /// Run by the leader only.
+    pub prepare: Option<Prepare<'a>>,
     pub config: TrainConfig,
     pub data: TrainData,
     pub run_dir: &'a Path,
@@ -43,7 +49,7 @@ where
     B: AutodiffBackend,
     O: Objective<B>,
 {
-    let Replicas { topology, devices, objectives, config, data, run_dir } = replicas;
+    let Replicas { topology, devices, objectives, prepare, config, data, run_dir } = replicas;
     assert_eq!(devices.len(), topology.devices, "one device per replica");
     assert_eq!(objectives.len(), topology.devices, "one objective per replica");
     if leader.is_some() != topology.is_leader() {
@@ -68,7 +74,7 @@ where
                 std::thread::Builder::new()
                     .name(format!("decant-replica-{}", at + 1))
                     .spawn_scoped(scope, move || {
-                        replica(topology, at + 1, &device, None, objective, &mut Quiet, |r, step| {
+                        replica(topology, at + 1, &device, None, None, objective, &mut Quiet, |r, step| {
                             Trainer::follow(config, data, run_dir, &device, r, step)
                         })
                         .map(|_| ())
@@ -79,7 +85,8 @@ where
             .collect();
         let device = devices[0].clone();
         let (config, data) = (config.clone(), data.clone());
-        let mine = replica(&topology, 0, &device, leader, first, observer, |r, step| {
+        let prepare = if topology.is_leader() { prepare } else { None };
+        let mine = replica(&topology, 0, &device, leader, prepare, first, observer, |r, step| {
             Trainer::follow(config, data, run_dir, &device, r, step)
         })
         .inspect_err(|_| release::<B>());
@@ -102,7 +109,8 @@ fn replica<B, O>(
     local: usize,
     device: &B::Device,
     leader: Option<Trainer<B>>,
-    objective: MakeObjective<'_, O>,
+    prepare: Option<Prepare<'_>>,
+    objective: MakeObjective<'_, B::Device, O>,
     observer: &mut impl StepObserver,
     follow: impl FnOnce(Replica, u64) -> Result<Trainer<B>, TrainError>,
 ) -> Result<(Trainer<B>, TrainSummary), TrainError>
@@ -111,13 +119,18 @@ where
     O: Objective<B>,
 {
     let me = parallel::join::<B::InnerBackend>(topology, local, device)?;
+    // The others wait for the leader's step in the sum below, so they start
+    // after what the leader prepares.
+    if let Some(prepare) = prepare {
+        prepare()?;
+    }
     let offered = leader.as_ref().map_or(0.0, |t| t.step() as f64);
     let step = parallel::sum_values::<B::InnerBackend>(me, &[offered], device)?[0] as u64;
     let mut trainer = match leader {
         Some(trainer) => trainer.into_replica(me),
         None => follow(me, step)?,
     };
-    let mut objective = objective(&me)?;
+    let mut objective = objective(device)?;
     let summary = if me.is_leader() {
         trainer.run(&mut objective, observer, None)?
     } else {
