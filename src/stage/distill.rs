@@ -280,50 +280,35 @@ impl BackendFn for Job<'_> {
         let model = trainer.model().valid();
         let weights_sha256 = replicas::weights_sha256(&model);
         let student_dir = stage.dir.join(STUDENT_DIR);
-        let Some(lineage) = lineage else {
-            // Another rank's replica: the leader writes the stage's files.
-            return Ok(DistillReport {
-                student: student_dir,
-                teacher: teacher_source.map(|s| s.path().to_owned()),
-                inputs,
-                objective: objective_name,
-                student_layers: None,
-                layer_influence: None,
-                parameters: burn::module::Module::num_params(&model) as u64,
-                examples: prepared.stats.kept as u64,
-                steps: summary.steps,
-                last_loss: summary.last_loss,
-                elapsed_s: started_at.elapsed().as_secs_f64(),
-                metrics: stage.dir.join("metrics.jsonl"),
-                replicas: topology.peers() as u64,
-                weights_sha256,
-                reused: false,
-            });
-        };
-        let vocab = source::vocabulary(&vocab_source, model.config.vocab_size)?;
-        let metadata = ExportMetadata {
-            name: recipe.export.name.clone(),
-            base_models: teacher_source
-                .iter()
-                .map(|s| ModelRef { name: name_of(s), ..ModelRef::default() })
-                .collect(),
-            datasets: prepared
-                .files
-                .iter()
-                .map(|f| DatasetRef { name: f.display().to_string(), repo_url: None })
-                .collect(),
-            ..ExportMetadata::default()
-        };
-        state::clear_dir(&student_dir)?;
-        let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
-        export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
+        // Another rank's replica writes nothing: the leader writes the stage.
+        if leads {
+            let vocab = source::vocabulary(&vocab_source, model.config.vocab_size)?;
+            let metadata = ExportMetadata {
+                name: recipe.export.name.clone(),
+                base_models: teacher_source
+                    .iter()
+                    .map(|s| ModelRef { name: name_of(s), ..ModelRef::default() })
+                    .collect(),
+                datasets: prepared
+                    .files
+                    .iter()
+                    .map(|f| DatasetRef { name: f.display().to_string(), repo_url: None })
+                    .collect(),
+                ..ExportMetadata::default()
+            };
+            state::clear_dir(&student_dir)?;
+            let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
+            export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
+        }
+        let (student_layers, layer_influence) =
+            lineage.map_or((None, None), |l| (l.layers, l.importance.map(|i| i.influence)));
         let report = DistillReport {
             student: student_dir,
             teacher: teacher_source.map(|s| s.path().to_owned()),
             inputs,
             objective: objective_name,
-            student_layers: lineage.layers,
-            layer_influence: lineage.importance.map(|i| i.influence),
+            student_layers,
+            layer_influence,
             parameters: burn::module::Module::num_params(&model) as u64,
             examples: prepared.stats.kept as u64,
             steps: summary.steps,
@@ -334,7 +319,9 @@ impl BackendFn for Job<'_> {
             weights_sha256,
             reused: false,
         };
-        state::write_json(&stage.dir.join(REPORT_FILE), &report)?;
+        if leads {
+            state::write_json(&stage.dir.join(REPORT_FILE), &report)?;
+        }
         Ok(report)
     }
 }

@@ -63,21 +63,9 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
-            path: path.to_owned(),
-            source,
+        let manifest: Manifest = read_versioned(path, "a teacher-cache manifest", (FORMAT, VERSION), |m: &Manifest| {
+            (m.format.clone(), m.version)
         })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| cache_error(path, format!("is not a teacher-cache manifest: {e}")))?;
-        if manifest.format != FORMAT || manifest.version != VERSION {
-            return Err(cache_error(
-                path,
-                format!(
-                    "has format {} version {}, this decant reads {FORMAT} version {VERSION}",
-                    manifest.format, manifest.version
-                ),
-            ));
-        }
         if manifest.k == 0 || manifest.k > manifest.vocab || manifest.vocab > 1 << 16 {
             return Err(cache_error(
                 path,
@@ -90,6 +78,29 @@ impl Manifest {
     pub fn write(&self, path: &Path) -> Result<()> {
         write_atomic(path, serde_json::to_string_pretty(self).expect("serializable").as_bytes())
     }
+}
+
+/// The JSON file `path`, `what` (for the message) in the format and version
+/// `expected`, which `found` reads from it.
+pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    expected: (&str, u32),
+    found: impl Fn(&T) -> (String, u32),
+) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value: T = serde_json::from_str(&text).map_err(|e| cache_error(path, format!("is not {what}: {e}")))?;
+    let (format, version) = found(&value);
+    if format != expected.0 || version != expected.1 {
+        return Err(cache_error(
+            path,
+            format!("has format {format} version {version}, this decant reads {} version {}", expected.0, expected.1),
+        ));
+    }
+    Ok(value)
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

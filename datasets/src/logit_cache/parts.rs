@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{FORMAT, VERSION, write_atomic};
-use super::{CacheQuality, Manifest, ShardEntry, cache_error};
-use crate::error::{DatasetError, Result};
+use super::manifest::{FORMAT, VERSION, read_versioned, write_atomic};
+use super::{CacheQuality, Manifest, ShardEntry};
+use crate::error::Result;
 
 pub const PART_MANIFEST_FILE: &str = "part.json";
 pub const PART_FORMAT: &str = "decant-teacher-cache-part";
@@ -119,22 +119,9 @@ pub struct PartManifest {
 
 impl PartManifest {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let part: PartManifest = serde_json::from_str(&text)
-            .map_err(|e| cache_error(path, format!("is not a teacher-cache part manifest: {e}")))?;
-        if part.format != PART_FORMAT || part.version != PART_VERSION {
-            return Err(cache_error(
-                path,
-                format!(
-                    "has format {} version {}, this decant reads {PART_FORMAT} version {PART_VERSION}",
-                    part.format, part.version
-                ),
-            ));
-        }
-        Ok(part)
+        read_versioned(path, "a teacher-cache part manifest", (PART_FORMAT, PART_VERSION), |p: &PartManifest| {
+            (p.format.clone(), p.version)
+        })
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
