@@ -14,11 +14,11 @@ use burn::tensor::{Int, Tensor, TensorData};
 use datasets::logit_cache::{Decoded, TeacherCache};
 use datasets::order::SplitMix64;
 use datasets::{Batch, Documents};
-use train::trainer::{LossSum, Objective, TrainedPositions};
+use train::trainer::{CHUNK_LOGITS, LossSum, Objective, TrainedPositions};
 use train::{TrainError, Transformer};
 
 use crate::loss::{Divergence, DivergenceError};
-use crate::mixture::{mix, nothing, student_logits};
+use crate::mixture::{mix, nothing, student_hidden};
 
 /// Probabilities below this are taken as this, so that a log stays finite.
 const FLOOR: f64 = 1e-30;
@@ -28,6 +28,8 @@ pub struct CachedDistillation {
     documents: Arc<Documents>,
     divergence: Divergence,
     alpha: f64,
+    /// Logits per chunk of the loss ([`train::trainer::CHUNK_LOGITS`]).
+    chunk_logits: usize,
 }
 
 impl CachedDistillation {
@@ -49,7 +51,13 @@ impl CachedDistillation {
                 dir: cache.dir().display().to_string(),
             });
         }
-        Ok(Self { cache, documents, divergence, alpha })
+        Ok(Self { cache, documents, divergence, alpha, chunk_logits: CHUNK_LOGITS })
+    }
+
+    /// Computes the loss for about `chunk_logits` logits at a time.
+    pub fn with_chunk_logits(mut self, chunk_logits: usize) -> Self {
+        self.chunk_logits = chunk_logits;
+        self
     }
 
     /// The cached record of each trained position, in batch order.
@@ -107,13 +115,12 @@ impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
         _rng: &mut SplitMix64,
     ) -> Result<LossSum<B>, TrainError> {
         let device = student.embed_tokens.weight.device();
-        let Some((trained, logits)) = student_logits(student, batch) else {
+        let Some((trained, hidden)) = student_hidden(student, batch) else {
             return Ok(nothing(student));
         };
         let records = self.records(batch, &trained)?;
         let k = self.cache.manifest().k;
-        let n = records.len();
-        let [_, _, vocab] = logits.dims();
+        let vocab = student.config.vocab_size;
         if self.cache.manifest().vocab > vocab {
             return Err(TrainError::Config(format!(
                 "{}: cached over a vocabulary of {}, the student has {vocab}",
@@ -121,27 +128,29 @@ impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
                 self.cache.manifest().vocab
             )));
         }
-        let ids: Vec<i64> = records.iter().flat_map(|r| r.ids.iter().map(|&i| i64::from(i))).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, k]), &device);
-        let log_s = log_softmax(logits.clone().reshape([n, vocab]), 1);
-        let top = log_s.gather(1, ids);
-        let rest = (top.clone().exp().sum_dim(1).neg().add_scalar(1.0)).clamp_min(FLOOR).log();
-        let student_buckets = Tensor::cat(vec![top, rest], 1);
-        let teacher: Vec<f32> = records
-            .iter()
-            .flat_map(|r| {
-                r.probs
-                    .iter()
-                    .map(|&p| f64::from(p))
-                    .chain([f64::from(r.rest)])
-                    .map(|p| p.max(FLOOR).ln() as f32)
-            })
-            .collect();
-        let teacher_buckets = Tensor::<B, 2>::from_data(TensorData::new(teacher, [n, k + 1]), &device);
-        let divergence = self
-            .divergence
-            .sum(student_buckets, teacher_buckets, 1.0)
-            .map_err(|e| TrainError::Config(e.to_string()))?;
-        Ok(mix(logits, &trained, divergence, self.alpha))
+        let divergence = self.divergence;
+        mix(student, hidden, &trained, self.alpha, self.chunk_logits, |logits, positions| {
+            let records = &records[positions];
+            let n = records.len();
+            let ids: Vec<i64> = records.iter().flat_map(|r| r.ids.iter().map(|&i| i64::from(i))).collect();
+            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, k]), &device);
+            let top = log_softmax(logits, 1).gather(1, ids);
+            let rest = (top.clone().exp().sum_dim(1).neg().add_scalar(1.0)).clamp_min(FLOOR).log();
+            let student_buckets = Tensor::cat(vec![top, rest], 1);
+            let teacher: Vec<f32> = records
+                .iter()
+                .flat_map(|r| {
+                    r.probs
+                        .iter()
+                        .map(|&p| f64::from(p))
+                        .chain([f64::from(r.rest)])
+                        .map(|p| p.max(FLOOR).ln() as f32)
+                })
+                .collect();
+            let teacher_buckets = Tensor::<B, 2>::from_data(TensorData::new(teacher, [n, k + 1]), &device);
+            divergence
+                .sum(student_buckets, teacher_buckets, 1.0)
+                .map_err(|e| TrainError::Config(e.to_string()))
+        })
     }
 }

@@ -171,3 +171,55 @@ fn top_k_keeps_the_most_likely_ids_and_the_rest_mass() {
     let rest = (0.5f64.exp() + (-1.0f64).exp()) / total;
     assert!((f64::from(topk.rest) - rest).abs() < 1e-6);
 }
+
+/// Each batch's loss parts and the gradient of its total on the student's
+/// (tied) embedding.
+fn loss_and_gradient(student: &Transformer<B>, objective: &mut impl Objective<B>) -> Vec<(Vec<f64>, Vec<f32>)> {
+    let batches: Vec<_> = Loader::new(documents(), loader_config()).unwrap().take(3).collect();
+    batches
+        .iter()
+        .map(|batch| {
+            let loss = objective.loss(student, batch, &mut SplitMix64::new(0)).unwrap();
+            let mut parts: Vec<f64> = loss.components.values().copied().collect();
+            parts.push(loss.total.clone().into_scalar().into());
+            let grads = loss.total.backward();
+            let grad = student.embed_tokens.weight.grad(&grads).unwrap();
+            (parts, grad.into_data().convert::<f32>().into_vec().unwrap())
+        })
+        .collect()
+}
+
+/// The loss through the head a few positions at a time is the loss through it
+/// at once, online and cached, in value and gradient.
+#[test]
+fn chunks_of_positions_give_the_whole_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, student, documents) = (teacher(), model(2, 1), documents());
+    cache(&teacher, &documents, 8, &dir.path().join("cache"));
+    let divergence = Divergence::Jsd { beta: 0.3 };
+    let cached = |chunk_logits| {
+        let cache = TeacherCache::open(&dir.path().join("cache")).unwrap();
+        CachedDistillation::new(cache, Arc::clone(&documents), divergence, 0.4)
+            .unwrap()
+            .with_chunk_logits(chunk_logits)
+    };
+    let online = |chunk_logits| {
+        OnlineDistillation::<B>::new(teacher.valid(), divergence, 2.0, 0.4)
+            .unwrap()
+            .with_chunk_logits(chunk_logits)
+    };
+    let pairs = [
+        (loss_and_gradient(&student, &mut cached(2 * VOCAB)), loss_and_gradient(&student, &mut cached(usize::MAX))),
+        (loss_and_gradient(&student, &mut online(3 * VOCAB)), loss_and_gradient(&student, &mut online(usize::MAX))),
+    ];
+    for (chunked, whole) in pairs {
+        for ((parts, grad), (whole_parts, whole_grad)) in chunked.iter().zip(&whole) {
+            for (a, b) in parts.iter().zip(whole_parts) {
+                assert!((a - b).abs() <= 1e-5 * b.abs() + 1e-6, "chunked {parts:?} vs whole {whole_parts:?}");
+            }
+            for (a, b) in grad.iter().zip(whole_grad) {
+                assert!((a - b).abs() <= 1e-5, "gradient: chunked {a} vs whole {b}");
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! clipping, accumulation, freezing, metrics and exact resumption.
 
 mod config;
+mod head_loss;
 mod metrics;
 mod objective;
 mod parallel;
@@ -10,6 +11,7 @@ mod replicas;
 mod run;
 
 pub use config::{NonFinitePolicy, TrainConfig};
+pub use head_loss::{CHUNK_LOGITS, chunk_rows, chunked_head_loss};
 pub use metrics::{MetricsLog, StepMetrics, read_metrics};
 pub use objective::{
     CrossEntropy, LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor,

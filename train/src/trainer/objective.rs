@@ -10,6 +10,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use datasets::order::SplitMix64;
 use datasets::{Batch, IGNORE_INDEX};
 
+use super::head_loss::{CHUNK_LOGITS, chunk_rows, chunked_head_loss};
 use crate::error::TrainError;
 use crate::model::{RowLayout, Transformer};
 
@@ -56,15 +57,23 @@ impl<B: AutodiffBackend> Objective<B> for CrossEntropy {
         let device = model.embed_tokens.weight.device();
         let hidden = model.hidden_states_rows(token_tensor(batch, &device), layout(batch));
         let trained = TrainedPositions::of(batch);
-        let total = match trained.select(hidden) {
-            Some(hidden) => cross_entropy_sum(model.output_logits(hidden), &trained.targets),
-            None => Tensor::zeros([1], &device),
+        let Some(hidden) = trained.select_flat(hidden) else {
+            return Ok(LossSum {
+                total: Tensor::zeros([1], &device),
+                components: BTreeMap::from([("ce", 0.0)]),
+            });
         };
-        let value = total.clone().into_scalar().elem::<f64>();
-        Ok(LossSum {
-            total,
-            components: BTreeMap::from([("ce", value)]),
-        })
+        let rows = chunk_rows(model.config.vocab_size, CHUNK_LOGITS);
+        let mut loss = chunked_head_loss(model, hidden, rows, |logits, positions| {
+            let total = cross_entropy_sum(logits, &trained.targets[positions]);
+            let value = total.clone().into_scalar().elem::<f64>();
+            Ok(LossSum {
+                total,
+                components: BTreeMap::from([("ce", value)]),
+            })
+        })?;
+        loss.components.entry("ce").or_insert(0.0);
+        Ok(loss)
     }
 }
 
@@ -108,6 +117,11 @@ impl TrainedPositions {
                 .unsqueeze_dim(0),
         )
     }
+
+    /// [`Self::select`] as `[trained, hidden]`.
+    pub fn select_flat<B: Backend>(&self, hidden: Tensor<B, 3>) -> Option<Tensor<B, 2>> {
+        self.select(hidden).map(|h| h.squeeze_dim(0))
+    }
 }
 
 /// The batch's token ids on `device`, `[rows, seq_len]`.
@@ -126,11 +140,11 @@ pub fn layout(batch: &Batch) -> RowLayout<'_> {
 }
 
 /// The summed negative log-likelihood of `targets` under `logits`,
-/// `[1, targets.len(), vocab]`.
-pub fn cross_entropy_sum<B: Backend>(logits: Tensor<B, 3>, targets: &[i64]) -> Tensor<B, 1> {
-    let [_, n, vocab] = logits.dims();
+/// `[targets.len(), vocab]`.
+pub fn cross_entropy_sum<B: Backend>(logits: Tensor<B, 2>, targets: &[i64]) -> Tensor<B, 1> {
+    let [n, _] = logits.dims();
     let device = logits.device();
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), &device);
-    let log_probs = log_softmax(logits.reshape([n, vocab]), 1);
+    let log_probs = log_softmax(logits, 1);
     log_probs.gather(1, ids).sum().neg()
 }
