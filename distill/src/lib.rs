@@ -1,6 +1,7 @@
 //! Distillation: teacher runners, the loss family, students pruned from the teacher.
 
 pub mod cached;
+pub mod hidden;
 pub mod loss;
 mod mixture;
 pub mod objective;
@@ -10,5 +11,6 @@ pub mod teacher_cache;
 
 pub use loss::{Divergence, DivergenceError};
 pub use cached::CachedDistillation;
+pub use hidden::{HiddenAlignment, HiddenError, HiddenLoss};
 pub use objective::OnlineDistillation;
 pub use on_policy::{OnPolicyConfig, OnPolicyDistillation};

@@ -234,15 +234,29 @@ pub fn load_model<B: Backend>(
     let model_config: ModelConfig = read_json(&dir.join(CONFIG_FILE))?;
     let weights = tensor_file::read(&dir.join(MODEL_FILE))?;
     check_config(dir, &model_config, &weights)?;
-    let model = model_config
-        .init::<B>(device)
-        .map_err(|e| TrainError::Checkpoint {
-            path: dir.join(CONFIG_FILE),
-            message: e.to_string(),
-        })?;
+    let model = model_for(&model_config, &weights, device).map_err(|e| TrainError::Checkpoint {
+        path: dir.join(CONFIG_FILE),
+        message: e.to_string(),
+    })?;
     crate::optim::load_named(model, &weights, device).map_err(|e| TrainError::Checkpoint {
         path: dir.join(MODEL_FILE),
         message: e.to_string(),
+    })
+}
+
+const PROJECTION_WEIGHT: &str = "hidden_projection.weight";
+
+/// A model of `config` with the parameters `weights` hold: with the
+/// hidden-state projection that distillation trains, when they have one.
+pub(crate) fn model_for<B: Backend>(
+    config: &ModelConfig,
+    weights: &BTreeMap<String, NamedTensor>,
+    device: &B::Device,
+) -> Result<Transformer<B>, crate::error::ModelError> {
+    let model = config.init::<B>(device)?;
+    Ok(match weights.get(PROJECTION_WEIGHT).map(|t| t.shape.as_slice()) {
+        Some(&[_, width]) => model.with_hidden_projection(width, None),
+        _ => model,
     })
 }
 

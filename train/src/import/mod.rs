@@ -134,6 +134,7 @@ fn build<B: Backend, S: WeightSource>(
         } else {
             Some(b.linear(Weight::Output, None, hidden, vocab)?)
         },
+        hidden_projection: None,
         config: config.clone(),
     })
 }

@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
 
 use super::INITIALIZER;
 use super::decoder_layer::DecoderLayer;
@@ -20,6 +20,11 @@ pub struct Transformer<B: Backend> {
     pub norm: RmsNorm<B>,
     /// `None` when the output head is tied to `embed_tokens`.
     pub lm_head: Option<Linear<B>>,
+    /// Distillation's learned map from this model's hidden width to its
+    /// teacher's, for hidden-state alignment between models of different
+    /// widths: trained and checkpointed with the model, never part of it when
+    /// exported or run.
+    pub hidden_projection: Option<Linear<B>>,
     #[module(skip)]
     pub config: ModelConfig,
 }
@@ -44,6 +49,7 @@ impl ModelConfig {
                     .with_initializer(INITIALIZER)
                     .init(device)
             }),
+            hidden_projection: None,
             config: self.clone(),
         })
     }
@@ -129,6 +135,24 @@ impl<B: Backend> Transformer<B> {
         }
         observe(self.layers.len(), &x);
         x
+    }
+
+    /// This model with a hidden-state projection to `width` channels (see
+    /// [`Transformer::hidden_projection`]), `weight` `[hidden, width]` given or
+    /// drawn now (normal, variance 1 / hidden, so that states keep their
+    /// scale): a lazily drawn one would take its values whenever it is first
+    /// read, and a resumed run would not repeat them.
+    pub fn with_hidden_projection(mut self, width: usize, weight: Option<Tensor<B, 2>>) -> Self {
+        let device = self.embed_tokens.weight.device();
+        let hidden = self.config.hidden_size;
+        let weight = weight.unwrap_or_else(|| {
+            let std = 1.0 / (hidden as f64).sqrt();
+            Tensor::random([hidden, width], Distribution::Normal(0.0, std), &device)
+        });
+        let mut projection = LinearConfig::new(hidden, width).with_bias(false).init(&device);
+        projection.weight = burn::module::Param::from_tensor(weight);
+        self.hidden_projection = Some(projection);
+        self
     }
 
     /// The output head on final-norm hidden states: `[batch, seq, hidden]` →

@@ -155,9 +155,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                     .into(),
             });
         }
-        let model = saved
-            .model_config
-            .init::<B>(device)
+        let model = checkpoint::model_for::<B>(&saved.model_config, &saved.weights, device)
             .map_err(|e| TrainError::Checkpoint {
                 path: dir.to_owned(),
                 message: e.to_string(),
