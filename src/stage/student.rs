@@ -1,11 +1,12 @@
 //! `[student]` → the student's first weights: layers of the teacher, chosen by
-//! the recipe or ranked on calibration data, or an existing model.
+//! the recipe or ranked on calibration data, the teacher narrowed to the
+//! recipe's widths, or an existing model.
 
 use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use datasets::{Documents, Loader, LoaderConfig, Order, Shard};
-use distill::prune::{self, LayerImportance};
+use distill::prune::{self, LayerImportance, WidthPruning, WidthTargets};
 use serde::{Deserialize, Serialize};
 use train::Transformer;
 
@@ -17,8 +18,44 @@ use crate::recipe::student::StudentInit;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Lineage {
     /// The teacher layers it kept, in order; `None` for an existing model.
+    /// Width pruning keeps them all.
     pub layers: Option<Vec<usize>>,
     pub importance: Option<LayerImportance>,
+    /// What width pruning kept of every layer; `None` for any other init.
+    #[serde(default)]
+    pub width: Option<WidthLineage>,
+}
+
+/// What a width-pruned student kept of its teacher, as teacher indices in
+/// increasing order: student channel or head `i` is the teacher's `[i]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WidthLineage {
+    /// Hidden channels, the same in every layer: the student's hidden states
+    /// are the teacher's at these channels.
+    pub hidden: Vec<usize>,
+    /// Per layer, FFN channels.
+    pub ffn: Vec<Vec<usize>>,
+    /// Per layer, query heads, the same number from each key/value group.
+    pub heads: Vec<Vec<usize>>,
+    /// The activation importance hidden channels and heads were ranked by;
+    /// the FFN channels' (layers × intermediate size) is too long to report.
+    pub hidden_importance: Vec<f64>,
+    pub head_importance: Vec<Vec<f64>>,
+    pub calibration_tokens: u64,
+}
+
+impl From<WidthPruning> for WidthLineage {
+    fn from(pruning: WidthPruning) -> Self {
+        let WidthPruning { kept, importance } = pruning;
+        WidthLineage {
+            hidden: kept.hidden,
+            ffn: kept.ffn,
+            heads: kept.heads,
+            hidden_importance: importance.hidden,
+            head_importance: importance.heads,
+            calibration_tokens: importance.tokens,
+        }
+    }
 }
 
 /// Rows of each calibration forward pass: the calibration set goes through in
@@ -47,7 +84,7 @@ pub fn init<T: Backend, S: Backend>(
         StudentInit::Layers { layers } => {
             let layers: Vec<usize> = layers.iter().map(|&l| l as usize).collect();
             let student = prune::keep_layers(needs_teacher()?, &layers, device)?;
-            Ok((student, Lineage { layers: Some(layers), importance: None }))
+            Ok((student, Lineage { layers: Some(layers), importance: None, width: None }))
         }
         StudentInit::Depth {
             keep,
@@ -63,18 +100,38 @@ pub fn init<T: Backend, S: Backend>(
                 Lineage {
                     layers: Some(layers),
                     importance: Some(importance),
+                    width: None,
                 },
             ))
         }
-        StudentInit::Width { .. } => Err(StageError::Unsupported(
-            "[student.init] kind = \"width\": width pruning is not available yet; prune by depth \
-             (`kind = \"depth\"` or `kind = \"layers\"`)"
-                .to_owned(),
-        )),
+        StudentInit::Width {
+            ffn,
+            heads,
+            hidden,
+            calibration_samples,
+        } => {
+            let teacher = needs_teacher()?;
+            let batches = calibration(documents, *calibration_samples as usize, seed)?;
+            let width = |w: &Option<u64>| w.map(|w| w as usize);
+            let targets = WidthTargets {
+                ffn: width(ffn),
+                heads: width(heads),
+                hidden: width(hidden),
+            };
+            let (student, pruning) = prune::prune_width(teacher, &batches, targets, device)?;
+            Ok((
+                student,
+                Lineage {
+                    layers: Some((0..teacher.layers.len()).collect()),
+                    importance: None,
+                    width: Some(pruning.into()),
+                },
+            ))
+        }
         StudentInit::Model { model } => {
             let source = model_arg::resolve(&model.argument())?;
             let student = train::load_model::<S>(source.path(), device)?;
-            Ok((student, Lineage { layers: None, importance: None }))
+            Ok((student, Lineage { layers: None, importance: None, width: None }))
         }
     }
 }

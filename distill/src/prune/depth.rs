@@ -15,7 +15,7 @@ use train::optim::NamedTensor;
 use train::trainer::{layout, token_tensor};
 use train::{Transformer, optim};
 
-use super::PruneError;
+use super::{PruneError, layer_of};
 
 /// Block Influence of every layer, measured over `tokens` calibration tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,10 +129,4 @@ pub fn keep_layers<B: Backend, S: Backend>(
         .expect("a config with fewer layers of a valid model is valid");
     Ok(optim::load_named(student, &tensors, device)
         .expect("every weight of the student comes from the teacher with its shape"))
-}
-
-/// `layers.{i}.{rest}` → `(i, rest)`.
-fn layer_of(name: &str) -> Option<(usize, &str)> {
-    let (index, rest) = name.strip_prefix("layers.")?.split_once('.')?;
-    Some((index.parse().ok()?, rest))
 }

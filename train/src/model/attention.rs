@@ -66,6 +66,18 @@ impl<B: Backend> Attention<B> {
         mask: Option<Tensor<B, 4, Bool>>,
         cache: &mut LayerCache<B>,
     ) -> Tensor<B, 3> {
+        self.o_proj.forward(self.attend(x, rope, mask, cache))
+    }
+
+    /// [`Self::forward`] short of `o_proj`: the heads' outputs side by side,
+    /// `[batch, seq, heads * head_dim]`, head `h` in columns `h * head_dim..`.
+    pub(super) fn attend(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &RopeTables<B>,
+        mask: Option<Tensor<B, 4, Bool>>,
+        cache: &mut LayerCache<B>,
+    ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let heads = |t: Tensor<B, 3>, n| t.reshape([batch, seq, n, self.head_dim]);
         let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
@@ -86,10 +98,8 @@ impl<B: Backend> Attention<B> {
             is_causal: true,
         };
         let out = attention(q, k, v, mask, None, options);
-        let out = out
-            .swap_dims(1, 2)
-            .reshape([batch, seq, self.num_heads * self.head_dim]);
-        self.o_proj.forward(out)
+        out.swap_dims(1, 2)
+            .reshape([batch, seq, self.num_heads * self.head_dim])
     }
 
     /// Repeats each key/value head for the consecutive query heads that share it:

@@ -38,7 +38,12 @@ impl<B: Backend> Mlp<B> {
 
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.down_proj.forward(self.intermediate(x))
+    }
+
+    /// What `down_proj` reads, `silu(gate_proj(x)) · up_proj(x)`: `[batch, seq, ffn]`.
+    pub(super) fn intermediate(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        gate * self.up_proj.forward(x)
     }
 }

@@ -86,12 +86,26 @@ impl<B: Backend> Transformer<B> {
         layout: RowLayout<'_>,
         mut observe: impl FnMut(usize, &Tensor<B, 3>),
     ) -> Tensor<B, 3> {
+        let (tables, mask) = self.row_attention(&tokens, layout);
+        let mut cache = self.new_cache();
+        let x = self.layers_forward_observed(tokens, &tables, mask, &mut cache, &mut observe);
+        self.norm.forward(x)
+    }
+
+    /// The RoPE tables and the attention mask beyond the causal rule for
+    /// `tokens` laid out as `layout` says: shared positions and no mask when
+    /// that is exact, per-token positions and a block-diagonal mask otherwise.
+    pub(super) fn row_attention(
+        &self,
+        tokens: &Tensor<B, 2, Int>,
+        layout: RowLayout<'_>,
+    ) -> (RopeTables<B>, Option<Tensor<B, 4, Bool>>) {
         let device = tokens.device();
         let RowLayout { rows, seq, .. } = layout;
         assert_eq!(tokens.dims(), [rows, seq], "tokens match the layout");
         let (rope, config) = (&self.config.rope, &self.config);
         let window = config.sliding_window.filter(|&w| w < seq);
-        let (tables, mask) = if layout.is_one_document_per_row() && window.is_none() {
+        if layout.is_one_document_per_row() && window.is_none() {
             (
                 RopeTables::new(rope, config.head_dim, 0..seq, &device),
                 None,
@@ -106,10 +120,7 @@ impl<B: Backend> Transformer<B> {
             );
             let mask = TensorData::new(layout.hidden_mask(window), [rows, 1, seq, seq]);
             (tables, Some(Tensor::<B, 4, Bool>::from_data(mask, &device)))
-        };
-        let mut cache = self.new_cache();
-        let x = self.layers_forward_observed(tokens, &tables, mask, &mut cache, &mut observe);
-        self.norm.forward(x)
+        }
     }
 }
 
