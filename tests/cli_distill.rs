@@ -156,19 +156,9 @@ fn recipes_the_stage_cannot_run_are_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "kind = \"width\"\nffn = 256",
-            "",
-            "width pruning is not available yet",
-        ),
-        (
             "kind = \"layers\"\nlayers = [0]",
             "dtype = \"bf16\"\n",
             "[train] dtype = \"bf16\"",
-        ),
-        (
-            "kind = \"layers\"\nlayers = [0]",
-            "[distill.hidden]\nkind = \"mse\"\n",
-            "[distill.hidden]: hidden-state alignment is not available yet",
         ),
         (
             "kind = \"layers\"\nlayers = [0]",

@@ -253,6 +253,7 @@ chat_template = false
 [distill]
 teacher = "cached"
 temperature = 2.0
+hidden = { kind = "mse" }
 on_policy = { lambda = 0.5 }
 
 [train]
@@ -276,11 +277,12 @@ data = "train.jsonl"
         ),
         format!("{file}:14:11: `distill.teacher`: a cached teacher stores only its top-k tokens"),
         format!("{file}:15:15: `distill.temperature`: a cached teacher stores its distribution at temperature 1"),
-        format!("{file}:16:13: [distill.on_policy]: on-policy batches are student generations"),
+        format!("{file}:16:10: [distill.hidden]: hidden-state alignment compares the teacher's hidden states"),
+        format!("{file}:17:13: [distill.on_policy]: on-policy batches are student generations"),
         format!(
-            "{file}:23:8: `qat.type`: QAT cannot train against q3_k_m: its q3_K blocks have no fake-quant kernel"
+            "{file}:24:8: `qat.type`: QAT cannot train against q3_k_m: its q3_K blocks have no fake-quant kernel"
         ),
-        format!("{file}:26:11: `eval.metrics`: 'exact' scores generated answers against gold ones"),
+        format!("{file}:27:11: `eval.metrics`: 'exact' scores generated answers against gold ones"),
     ];
     let lines = error_lines(&out);
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");

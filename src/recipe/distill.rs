@@ -111,6 +111,18 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
             ),
         );
     }
+    if teacher == TeacherMode::Cached && table.has("hidden") {
+        table.collector().error(
+            table
+                .collector()
+                .span_of(&format!("{}.hidden", table.path())),
+            format!(
+                "[{}.hidden]: hidden-state alignment compares the teacher's hidden states, which a \
+                 cache of its logits does not hold; use `teacher = \"online\"`",
+                table.path()
+            ),
+        );
+    }
     if teacher == TeacherMode::Cached && table.has("on_policy") {
         table.collector().error(
             table

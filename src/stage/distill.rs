@@ -13,7 +13,10 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use datasets::{Documents, LoaderConfig, Order, Part, Shard};
-use distill::{CachedDistillation, Divergence, OnPolicyConfig, OnPolicyDistillation, OnlineDistillation};
+use distill::{
+    CachedDistillation, Divergence, HiddenAlignment, HiddenLoss, OnPolicyConfig, OnPolicyDistillation,
+    OnlineDistillation,
+};
 use export::{DatasetRef, Dtype, ExportMetadata, HfOptions, ModelRef};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -25,11 +28,11 @@ use burn::module::Module;
 use train::Transformer;
 use datasets::logit_cache::TeacherCache;
 
-use super::student::{self, Lineage};
+use super::student::{self, Lineage, WidthLineage};
 use super::state::{self, INPUTS_FILE, REPORT_FILE, Started, sha256_of};
 use super::{StageError, data, replicas, source};
 use crate::model_arg::{self, ModelSource};
-use crate::recipe::distill::{Loss, TeacherMode};
+use crate::recipe::distill::{Distill, Hidden, HiddenLoss as HiddenLossKind, Loss, TeacherMode};
 use crate::recipe::train::{Dtype as TrainDtype, Optimizer, Schedule};
 use crate::recipe::{Recipe, Train};
 
@@ -61,6 +64,9 @@ pub struct DistillReport {
     pub objective: String,
     pub student_layers: Option<Vec<usize>>,
     pub layer_influence: Option<Vec<f64>>,
+    /// What width pruning kept of the teacher; `None` for any other init.
+    #[serde(default)]
+    pub width: Option<WidthLineage>,
     pub parameters: u64,
     pub examples: u64,
     pub steps: u64,
@@ -174,6 +180,12 @@ impl BackendFn for Job<'_> {
                         student_vocab.min(teacher_vocab),
                     )?;
                 }
+                let student = match (&recipe.distill, &teacher) {
+                    (Some(Distill { hidden: Some(_), .. }), Some(teacher)) => {
+                        with_projection(student, teacher.config.hidden_size, &lineage)
+                    }
+                    _ => student,
+                };
                 state::write_json(
                     &inputs_path,
                     &json!({ "inputs": inputs, "lineage": lineage }),
@@ -240,9 +252,14 @@ impl BackendFn for Job<'_> {
                 objective_name =
                     format!("{} (alpha {}{on_policy_name})", loss_name(distill.loss), distill.alpha);
                 let (divergence, temperature, alpha) = (divergence(distill.loss), distill.temperature, distill.alpha);
+                let stage_dir = &stage.dir;
                 let online = |teacher: Transformer<B::InnerBackend>, device: &B::Device| {
-                    OnlineDistillation::<B>::new(teacher.to_device(device), divergence, temperature, alpha)
-                        .map_err(objective_error)
+                    let online = OnlineDistillation::<B>::new(teacher.to_device(device), divergence, temperature, alpha)
+                        .map_err(objective_error)?;
+                    match distill.hidden {
+                        Some(hidden) => Ok(online.with_hidden(alignment(hidden, stage_dir).map_err(objective_error)?)),
+                        None => Ok(online),
+                    }
                 };
                 match &distill.on_policy {
                     Some(on_policy) => {
@@ -277,7 +294,9 @@ impl BackendFn for Job<'_> {
             }
         };
 
-        let model = trainer.model().valid();
+        let mut model = trainer.model().valid();
+        // The alignment's projection is training state, not part of the student.
+        model.hidden_projection = None;
         let weights_sha256 = replicas::weights_sha256(&model);
         let student_dir = stage.dir.join(STUDENT_DIR);
         // Another rank's replica writes nothing: the leader writes the stage.
@@ -300,8 +319,8 @@ impl BackendFn for Job<'_> {
             let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
             export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
         }
-        let (student_layers, layer_influence) =
-            lineage.map_or((None, None), |l| (l.layers, l.importance.map(|i| i.influence)));
+        let (student_layers, layer_influence, width) =
+            lineage.map_or((None, None, None), |l| (l.layers, l.importance.map(|i| i.influence), l.width));
         let report = DistillReport {
             student: student_dir,
             teacher: teacher_source.map(|s| s.path().to_owned()),
@@ -309,6 +328,7 @@ impl BackendFn for Job<'_> {
             objective: objective_name,
             student_layers,
             layer_influence,
+            width,
             parameters: burn::module::Module::num_params(&model) as u64,
             examples: prepared.stats.kept as u64,
             steps: summary.steps,
@@ -326,6 +346,51 @@ impl BackendFn for Job<'_> {
     }
 }
 
+/// The student with a projection to the teacher's hidden width when its own
+/// differs, for hidden-state alignment. A width-pruned student's hidden
+/// channel `i` is the teacher's channel `kept[i]`, so its projection starts
+/// as that selection; any other starts at random.
+fn with_projection<B: AutodiffBackend>(student: Transformer<B>, teacher_width: usize, lineage: &Lineage) -> Transformer<B> {
+    let width = student.config.hidden_size;
+    if width == teacher_width {
+        return student;
+    }
+    let selection = lineage.width.as_ref().map(|pruned| {
+        let mut weight = vec![0.0f32; width * teacher_width];
+        for (i, &channel) in pruned.hidden.iter().enumerate() {
+            weight[i * teacher_width + channel] = 1.0;
+        }
+        let device = student.embed_tokens.weight.device();
+        burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(weight, [width, teacher_width]), &device)
+    });
+    student.with_hidden_projection(teacher_width, selection)
+}
+
+/// The recipe's hidden-state alignment, with the teacher layers the student's
+/// stand for as the stage's `inputs.json` records them (written by the leader
+/// before any replica builds its objective).
+fn alignment(hidden: Hidden, stage_dir: &Path) -> Result<HiddenAlignment, StageError> {
+    let path = stage_dir.join(INPUTS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| StageError::RunDir {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| StageError::RunDir {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let lineage: Lineage = serde_json::from_value(saved["lineage"].clone())
+        .map_err(|e| StageError::RunDir { path, message: e.to_string() })?;
+    Ok(HiddenAlignment {
+        loss: match hidden.loss {
+            HiddenLossKind::Mse => HiddenLoss::Mse,
+            HiddenLossKind::Cosine => HiddenLoss::Cosine,
+        },
+        weight: hidden.weight,
+        teacher_layers: lineage.layers,
+    })
+}
+
 /// Recipe combinations the stage cannot run yet, refused before any work.
 fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
     let fail = |m: &str| Err(StageError::Unsupported(m.to_owned()));
@@ -333,9 +398,6 @@ fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
         return fail("[student.init]: pruning starts from the teacher's weights; add a [teacher] section");
     }
     if let Some(distill) = &recipe.distill {
-        if distill.hidden.is_some() {
-            return fail("[distill.hidden]: hidden-state alignment is not available yet; remove the section");
-        }
         if distill.teacher == TeacherMode::Online && distill.top_k.is_some() {
             return fail("[distill] top_k: the online teacher uses its whole distribution; top_k applies to teacher = \"cached\"");
         }
