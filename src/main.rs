@@ -91,7 +91,11 @@ enum Command {
     CacheTeacher(cache_teacher_cmd::CacheTeacherArgs),
 }
 
+#[global_allocator]
+static HEAP: train::allocator::Heap = train::allocator::HEAP;
+
 fn main() -> ExitCode {
+    train::allocator::keep_freed_memory();
     // Burn's collective installs a tracing subscriber printing on stdout, the
     // channel of `--json`, unless the process has one: this one drops events.
     let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());

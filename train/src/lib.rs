@@ -1,5 +1,6 @@
 //! The model family in Burn, its backends and the training loop.
 
+pub mod allocator;
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
