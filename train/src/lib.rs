@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod generate;
+mod kernels;
 pub mod imatrix;
 pub mod import;
 mod json_number;

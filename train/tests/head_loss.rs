@@ -1,24 +1,30 @@
 //! The output head's loss computed a chunk of positions at a time has the value
 //! and the gradients of the loss on the whole logits at once, for a tied and an
-//! untied head (with a bias), and its peak memory does not grow with
-//! positions × vocabulary as the whole-logits loss's does.
+//! untied head (with a bias), on both its paths: decant's Flex kernels
+//! (`Autodiff<Flex>`) and Burn's stock ops (any other backend; here Flex
+//! under autodiff with another checkpointing strategy). Its peak memory does
+//! not grow with positions × vocabulary as the whole-logits loss's does.
 
 use std::collections::BTreeMap;
 
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData};
 use train::config::{Architecture, ModelConfig, RopeConfig, RopeScaling};
 use train::model::RowLayout;
-use train::trainer::{LossSum, chunked_head_loss, cross_entropy_sum};
+use train::trainer::{
+    CHUNK_LOGITS, LossSum, chunk_rows, chunked_cross_entropy, chunked_head_loss, cross_entropy_sum,
+};
 use train::{CpuBackend, TrainError, Transformer};
 
 #[global_allocator]
 static ALLOC: testkit::PeakAlloc = testkit::PeakAlloc;
 
 type B = Autodiff<CpuBackend>;
+/// The same arithmetic as `B`, which the kernels do not claim.
+type Stock = Autodiff<CpuBackend, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>;
 
 fn config(vocab: usize, hidden: usize, tied: bool) -> ModelConfig {
     ModelConfig {
@@ -44,7 +50,7 @@ fn config(vocab: usize, hidden: usize, tied: bool) -> ModelConfig {
     }
 }
 
-fn model(tied: bool) -> Transformer<B> {
+fn model<B: AutodiffBackend>(tied: bool) -> Transformer<B> {
     B::seed(&Default::default(), 3);
     let mut model = config(37, 16, tied).init::<B>(&Default::default()).unwrap();
     if let Some(head) = model.lm_head.as_mut() {
@@ -60,18 +66,18 @@ fn targets(n: usize) -> Vec<i64> {
 
 /// Cross-entropy plus a term that reads every logit, so that a chunk's
 /// gradient is not that of cross-entropy alone.
-fn loss_of(logits: Tensor<B, 2>, targets: &[i64]) -> Tensor<B, 1> {
+fn loss_of<B: AutodiffBackend>(logits: Tensor<B, 2>, targets: &[i64]) -> Tensor<B, 1> {
     let spread = log_softmax(logits.clone(), 1).exp().powi_scalar(2).sum().mul_scalar(3.0);
     cross_entropy_sum(logits, targets) + spread
 }
 
-fn gradients(model: &Transformer<B>, loss: Tensor<B, 1>) -> BTreeMap<String, Vec<f32>> {
-    struct Collect<'a> {
-        grads: &'a <B as AutodiffBackend>::Gradients,
+fn gradients<B: AutodiffBackend>(model: &Transformer<B>, loss: Tensor<B, 1>) -> BTreeMap<String, Vec<f32>> {
+    struct Collect<'a, B: AutodiffBackend> {
+        grads: &'a B::Gradients,
         path: Vec<String>,
         out: BTreeMap<String, Vec<f32>>,
     }
-    impl ModuleVisitor<B> for Collect<'_> {
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_owned());
         }
@@ -96,7 +102,7 @@ fn gradients(model: &Transformer<B>, loss: Tensor<B, 1>) -> BTreeMap<String, Vec
 }
 
 /// Final-norm hidden states of 11 positions, differentiable back to the model.
-fn hidden(model: &Transformer<B>) -> Tensor<B, 2> {
+fn hidden<B: AutodiffBackend>(model: &Transformer<B>) -> Tensor<B, 2> {
     let tokens: Vec<i64> = (0..11).map(|i| (i * 5 + 1) % 37).collect();
     let positions: Vec<u32> = (0..11).collect();
     let layout = RowLayout {
@@ -109,14 +115,16 @@ fn hidden(model: &Transformer<B>) -> Tensor<B, 2> {
     model.hidden_states_rows(tokens, layout).squeeze_dim(0)
 }
 
-fn chunked_matches_whole(tied: bool) {
+/// The chunked loss on backend `C` against the whole-logits loss on `B`.
+fn chunked_matches_whole<C: AutodiffBackend>(tied: bool) {
     let targets = targets(11);
-    let whole_model = model(tied);
-    let whole_loss = loss_of(whole_model.output_logits(hidden(&whole_model).unsqueeze_dim(0)).squeeze_dim(0), &targets);
+    let whole_model = model::<B>(tied);
+    let whole_logits = whole_model.output_logits(hidden(&whole_model).unsqueeze_dim(0)).squeeze_dim(0);
+    let whole_loss = loss_of(whole_logits, &targets);
     let whole_value = whole_loss.clone().into_scalar().elem::<f64>();
     let whole = gradients(&whole_model, whole_loss);
 
-    let chunked_model = model(tied);
+    let chunked_model = model::<C>(tied);
     let mut seen = Vec::new();
     let loss = chunked_head_loss(&chunked_model, hidden(&chunked_model), 3, |logits, positions| {
         seen.push(positions.clone());
@@ -129,48 +137,89 @@ fn chunked_matches_whole(tied: bool) {
     let value = loss.total.clone().into_scalar().elem::<f64>();
     assert!((value - whole_value).abs() < 1e-4 * whole_value.abs(), "chunked {value}, whole {whole_value}");
     assert!((loss.components["part"] - whole_value).abs() < 1e-4 * whole_value.abs());
-    let chunked = gradients(&chunked_model, loss.total);
+    same_gradients(&whole, &gradients(&chunked_model, loss.total.div_scalar(2.0)), 0.5);
+}
 
-    assert_eq!(whole.keys().collect::<Vec<_>>(), chunked.keys().collect::<Vec<_>>());
-    for (name, expected) in &whole {
-        let got = &chunked[name];
-        let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+/// `got` is `expected` times `scale`, parameter by parameter.
+fn same_gradients(expected: &BTreeMap<String, Vec<f32>>, got: &BTreeMap<String, Vec<f32>>, scale: f32) {
+    assert_eq!(expected.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
+    for (name, expected) in expected {
+        let got = &got[name];
+        let largest = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (i, (a, b)) in expected.iter().zip(got).enumerate() {
-            assert!((a - b).abs() <= 1e-5 + 1e-4 * scale, "{name}[{i}]: whole {a}, chunked {b}");
+            let a = a * scale;
+            assert!((a - b).abs() <= 1e-5 + 1e-4 * largest, "{name}[{i}]: whole {a}, chunked {b}");
         }
     }
 }
 
 #[test]
 fn chunked_loss_has_the_whole_loss_and_gradients_with_an_untied_head_and_bias() {
-    chunked_matches_whole(false);
+    chunked_matches_whole::<B>(false);
+    chunked_matches_whole::<Stock>(false);
 }
 
 #[test]
 fn chunked_loss_has_the_whole_loss_and_gradients_with_a_tied_head() {
-    chunked_matches_whole(true);
+    chunked_matches_whole::<B>(true);
+    chunked_matches_whole::<Stock>(true);
+}
+
+/// Cross-entropy's own chunked path (written in place on Flex) against the
+/// whole-logits cross-entropy, both heads, both paths.
+#[test]
+fn chunked_cross_entropy_has_the_whole_loss_and_gradients() {
+    fn check<C: AutodiffBackend>(tied: bool) {
+        let targets = targets(11);
+        let whole_model = model::<B>(tied);
+        let logits = whole_model.output_logits(hidden(&whole_model).unsqueeze_dim(0)).squeeze_dim(0);
+        let whole_loss = cross_entropy_sum(logits, &targets);
+        let whole_value = whole_loss.clone().into_scalar().elem::<f64>();
+        let whole = gradients(&whole_model, whole_loss);
+        let chunked_model = model::<C>(tied);
+        let loss = chunked_cross_entropy(&chunked_model, hidden(&chunked_model), &targets, 4).unwrap();
+        let value = loss.total.clone().into_scalar().elem::<f64>();
+        assert!((value - whole_value).abs() < 1e-5 * whole_value.abs(), "chunked {value}, whole {whole_value}");
+        assert!((loss.components["ce"] - whole_value).abs() < 1e-5 * whole_value.abs());
+        same_gradients(&whole, &gradients(&chunked_model, loss.total.mul_scalar(3.0)), 3.0);
+    }
+    for tied in [true, false] {
+        check::<B>(tied);
+        check::<Stock>(tied);
+    }
+}
+
+/// How the memory test computes the loss.
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    Whole,
+    Chunked,
+    ChunkedCrossEntropy,
 }
 
 /// Peak heap of one loss-and-backward over `positions` final-norm states at
-/// the reference vocabulary, on this thread.
-fn peak_of(positions: usize, chunked: bool) -> usize {
+/// the reference vocabulary, on this thread, on backend `C`.
+fn peak_of<C: AutodiffBackend>(positions: usize, way: Way) -> usize {
     let vocab = 49_152;
-    B::seed(&Default::default(), 5);
-    let model = config(vocab, 64, true).init::<B>(&Default::default()).unwrap().valid();
-    let model: Transformer<B> = Transformer::from_inner(model);
+    C::seed(&Default::default(), 5);
+    let model = config(vocab, 64, true).init::<C>(&Default::default()).unwrap().valid();
+    let model: Transformer<C> = Transformer::from_inner(model);
     let targets = targets(positions).into_iter().map(|t| t * 1291 % vocab as i64).collect::<Vec<_>>();
-    let hidden = Tensor::<B, 2>::random([positions, 64], Distribution::Normal(0.0, 1.0), &Default::default())
+    let hidden = Tensor::<C, 2>::random([positions, 64], Distribution::Normal(0.0, 1.0), &Default::default())
         .require_grad();
+    let rows = chunk_rows(vocab, CHUNK_LOGITS);
     let ((), peak) = testkit::peak_during(|| {
-        let loss = if chunked {
-            chunked_head_loss(&model, hidden.clone(), train::trainer::chunk_rows(vocab, train::trainer::CHUNK_LOGITS), |logits, rows| {
-                let total = cross_entropy_sum(logits, &targets[rows]);
-                Ok::<_, TrainError>(LossSum { total, components: BTreeMap::new() })
-            })
-            .unwrap()
-            .total
-        } else {
-            cross_entropy_sum(model.output_logits(hidden.clone().unsqueeze_dim(0)).squeeze_dim(0), &targets)
+        let loss = match way {
+            Way::Whole => cross_entropy_sum(model.output_logits(hidden.clone().unsqueeze_dim(0)).squeeze_dim(0), &targets),
+            Way::Chunked => {
+                chunked_head_loss(&model, hidden.clone(), rows, |logits, positions| {
+                    let total = cross_entropy_sum(logits, &targets[positions]);
+                    Ok::<_, TrainError>(LossSum { total, components: BTreeMap::new() })
+                })
+                .unwrap()
+                .total
+            }
+            Way::ChunkedCrossEntropy => chunked_cross_entropy(&model, hidden.clone(), &targets, rows).unwrap().total,
         };
         let grads = loss.backward();
         assert!(hidden.grad(&grads).is_some());
@@ -181,23 +230,23 @@ fn peak_of(positions: usize, chunked: bool) -> usize {
 #[test]
 fn chunked_loss_memory_does_not_grow_with_positions_times_vocabulary() {
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
-    let whole = peak_of(1024, false);
-    let chunked = peak_of(1024, true);
-    let chunked_long = peak_of(4096, true);
-    eprintln!(
-        "loss + backward at vocab 49152, hidden 64: whole logits {:.0} MiB at 1024 positions; \
-         chunked {:.0} MiB at 1024, {:.0} MiB at 4096",
-        mib(whole),
-        mib(chunked),
-        mib(chunked_long)
-    );
+    let whole = peak_of::<B>(1024, Way::Whole);
     let logits_bytes = 1024 * 49_152 * 4;
     assert!(whole >= 2 * logits_bytes, "the whole-logits loss peaked at {} MiB", mib(whole));
-    assert!(chunked * 3 < whole, "chunked {} MiB, whole {} MiB", mib(chunked), mib(whole));
-    assert!(
-        (chunked_long as f64) < 1.2 * chunked as f64,
-        "4x the positions took the chunked loss from {} to {} MiB",
-        mib(chunked),
-        mib(chunked_long)
-    );
+    let mut report = format!("loss + backward at vocab 49152, hidden 64: whole logits {:.0} MiB at 1024 positions", mib(whole));
+    for (path, way, short, long) in [
+        ("kernels", Way::Chunked, peak_of::<B>(1024, Way::Chunked), peak_of::<B>(4096, Way::Chunked)),
+        ("kernels", Way::ChunkedCrossEntropy, peak_of::<B>(1024, Way::ChunkedCrossEntropy), peak_of::<B>(4096, Way::ChunkedCrossEntropy)),
+        ("stock ops", Way::Chunked, peak_of::<Stock>(1024, Way::Chunked), peak_of::<Stock>(4096, Way::Chunked)),
+    ] {
+        report += &format!("; {way:?} ({path}) {:.0} MiB at 1024, {:.0} MiB at 4096", mib(short), mib(long));
+        assert!(short * 3 < whole, "{way:?} ({path}) {} MiB, whole {} MiB", mib(short), mib(whole));
+        assert!(
+            (long as f64) < 1.2 * short as f64,
+            "4x the positions took {way:?} ({path}) from {} to {} MiB",
+            mib(short),
+            mib(long)
+        );
+    }
+    eprintln!("{report}");
 }

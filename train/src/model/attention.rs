@@ -7,10 +7,11 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
-use super::INITIALIZER;
+use super::{INITIALIZER, normalize, project};
 use super::kv_cache::LayerCache;
 use super::rope::RopeTables;
 use crate::config::ModelConfig;
+use crate::kernels;
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -66,7 +67,7 @@ impl<B: Backend> Attention<B> {
         mask: Option<Tensor<B, 4, Bool>>,
         cache: &mut LayerCache<B>,
     ) -> Tensor<B, 3> {
-        self.o_proj.forward(self.attend(x, rope, mask, cache))
+        project(&self.o_proj, self.attend(x, rope, mask, cache))
     }
 
     /// [`Self::forward`] short of `o_proj`: the heads' outputs side by side,
@@ -80,12 +81,36 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let heads = |t: Tensor<B, 3>, n| t.reshape([batch, seq, n, self.head_dim]);
-        let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
-        let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads);
-        let v = heads(self.v_proj.forward(x), self.num_kv_heads);
+        let q = heads(project(&self.q_proj, x.clone()), self.num_heads);
+        let k = heads(project(&self.k_proj, x.clone()), self.num_kv_heads);
+        let v = heads(project(&self.v_proj, x), self.num_kv_heads);
         let (q, k) = match (&self.q_norm, &self.k_norm) {
-            (Some(q_norm), Some(k_norm)) => (q_norm.forward(q), k_norm.forward(k)),
+            (Some(q_norm), Some(k_norm)) => (normalize(q_norm, q), normalize(k_norm, k)),
             _ => (q, k),
+        };
+        let (q, k, v) = if cache.is_empty() {
+            let flat = |t: Tensor<B, 4>, n: usize| t.reshape([batch, seq, n * self.head_dim]);
+            let shape = kernels::attention::Shape {
+                batch,
+                seq,
+                heads: self.num_heads,
+                kv_heads: self.num_kv_heads,
+                head_dim: self.head_dim,
+            };
+            let (q, k, v) = (flat(q, self.num_heads), flat(k, self.num_kv_heads), flat(v, self.num_kv_heads));
+            let values = v.clone().detach();
+            match kernels::attention::attend(q, k, v, rope.tables(), mask.as_ref(), shape) {
+                Ok((out, keys)) => {
+                    // The kernel's keys and values fill the cache outside the graph:
+                    // a forward pass that trains never decodes from its cache.
+                    let layout = |t: Tensor<B, 3>| heads(t, self.num_kv_heads).swap_dims(1, 2);
+                    cache.append(layout(keys), layout(values));
+                    return out;
+                }
+                Err([q, k, v]) => (heads(q, self.num_heads), heads(k, self.num_kv_heads), heads(v, self.num_kv_heads)),
+            }
+        } else {
+            (q, k, v)
         };
         let q = rope.apply(q.swap_dims(1, 2));
         let (k, v) = cache.append(rope.apply(k.swap_dims(1, 2)), v.swap_dims(1, 2));

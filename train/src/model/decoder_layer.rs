@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Tensor};
 use super::attention::Attention;
 use super::kv_cache::LayerCache;
 use super::mlp::Mlp;
+use super::normalize;
 use super::rope::RopeTables;
 use crate::config::ModelConfig;
 
@@ -45,11 +46,11 @@ impl<B: Backend> DecoderLayer<B> {
     ) -> Tensor<B, 3> {
         let attended =
             self.self_attn
-                .forward(self.input_layernorm.forward(x.clone()), rope, mask, cache);
+                .forward(normalize(&self.input_layernorm, x.clone()), rope, mask, cache);
         let x = x + attended;
         let transformed = self
             .mlp
-            .forward(self.post_attention_layernorm.forward(x.clone()));
+            .forward(normalize(&self.post_attention_layernorm, x.clone()));
         x + transformed
     }
 }

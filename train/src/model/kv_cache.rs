@@ -53,6 +53,10 @@ impl<B: Backend> Default for LayerCache<B> {
 }
 
 impl<B: Backend> LayerCache<B> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.keys_values.is_none()
+    }
+
     /// Appends the new positions' keys and values and returns those of all
     /// positions so far.
     pub(super) fn append(

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
-use super::INITIALIZER;
+use super::{INITIALIZER, project};
 use crate::config::ModelConfig;
 
 #[derive(Module, Debug)]
@@ -38,12 +38,12 @@ impl<B: Backend> Mlp<B> {
 
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.down_proj.forward(self.intermediate(x))
+        project(&self.down_proj, self.intermediate(x))
     }
 
     /// What `down_proj` reads, `silu(gate_proj(x)) · up_proj(x)`: `[batch, seq, ffn]`.
     pub(super) fn intermediate(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        gate * self.up_proj.forward(x)
+        let (gate, up) = (project(&self.gate_proj, x.clone()), project(&self.up_proj, x));
+        crate::kernels::swiglu::try_swiglu(gate, up).unwrap_or_else(|(gate, up)| silu(gate) * up)
     }
 }

@@ -42,10 +42,10 @@ impl<B: Backend> Transformer<B> {
             let attn = &layer.self_attn;
             let attention_input = layer.input_layernorm.forward(x.clone());
             let heads = attn.attend(attention_input.clone(), &rope, mask.clone(), layer_cache);
-            x = x + attn.o_proj.forward(heads.clone());
+            x = x + super::project(&attn.o_proj, heads.clone());
             let mlp_input = layer.post_attention_layernorm.forward(x.clone());
             let intermediate = layer.mlp.intermediate(mlp_input.clone());
-            x = x + layer.mlp.down_proj.forward(intermediate.clone());
+            x = x + super::project(&layer.mlp.down_proj, intermediate.clone());
             let heads = heads.reshape([rows, seq, attn.num_heads, attn.head_dim]);
             observe(
                 i,

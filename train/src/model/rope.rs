@@ -94,6 +94,11 @@ impl<B: Backend> RopeTables<B> {
     /// first half is paired with dimension `i + head_dim / 2`, as
     /// `x · cos + swap_halves(x) · (−sin, sin)` — bit for bit
     /// `(x₁ cos − x₂ sin, x₂ cos + x₁ sin)`, since negation is exact.
+    /// The cosine and signed sine tables, `[rows, positions · head_dim]`.
+    pub(crate) fn tables(&self) -> (&Tensor<B, 2>, &Tensor<B, 2>) {
+        (&self.cos, &self.sin)
+    }
+
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let dims @ [batch, heads, positions, head_dim] = x.dims();
         let half = head_dim / 2;

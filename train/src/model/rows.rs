@@ -89,7 +89,7 @@ impl<B: Backend> Transformer<B> {
         let (tables, mask) = self.row_attention(&tokens, layout);
         let mut cache = self.new_cache();
         let x = self.layers_forward_observed(tokens, &tables, mask, &mut cache, &mut observe);
-        self.norm.forward(x)
+        super::normalize(&self.norm, x)
     }
 
     /// The RoPE tables and the attention mask beyond the causal rule for

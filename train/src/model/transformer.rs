@@ -103,7 +103,7 @@ impl<B: Backend> Transformer<B> {
         if logits_for == LogitsFor::Last {
             x = x.narrow(1, seq - 1, 1);
         }
-        self.output_logits(self.norm.forward(x))
+        self.output_logits(super::normalize(&self.norm, x))
     }
 
     /// The residual stream after the last decoder layer, before the final norm.

@@ -16,6 +16,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::params::NamedTensor;
+use crate::kernels::{self, adamw::AdamWStep};
 use crate::error::TrainError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,11 +171,6 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         let dims = tensor.dims();
         let weight = tensor.inner().reshape([-1]);
         let grad = grad.reshape([-1]);
-        let grad = if self.grad_scale == 1.0 {
-            grad
-        } else {
-            grad.mul_scalar(self.grad_scale)
-        };
         let AdamWConfig {
             beta1,
             beta2,
@@ -182,40 +178,127 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
             weight_decay,
         } = self.optimizer.config;
         let t = self.optimizer.steps as i32;
-        let moments = match self.optimizer.moments.remove(&name) {
-            Some(m) => Moments {
-                exp_avg: m.exp_avg.mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1),
-                exp_avg_sq: m.exp_avg_sq.mul_scalar(beta2)
-                    + grad.clone().powi_scalar(2).mul_scalar(1.0 - beta2),
-            },
-            None => Moments {
-                exp_avg: grad.clone().mul_scalar(1.0 - beta1),
-                exp_avg_sq: grad.powi_scalar(2).mul_scalar(1.0 - beta2),
-            },
-        };
         // torch.optim.AdamW: decay first, then the bias-corrected Adam step.
         let decay = if D > 1 { weight_decay } else { 0.0 };
-        let weight = if decay == 0.0 {
-            weight
-        } else {
-            weight.mul_scalar(1.0 - self.lr * decay)
+        let step = AdamWStep {
+            grad_scale: self.grad_scale,
+            beta1,
+            beta2,
+            eps,
+            decay: 1.0 - self.lr * decay,
+            bias2_sqrt: (1.0 - beta2.powi(t)).sqrt(),
+            step_size: self.lr / (1.0 - beta1.powi(t)),
         };
-        let bias1 = 1.0 - beta1.powi(t);
-        let bias2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-        let denom = moments
-            .exp_avg_sq
-            .clone()
-            .sqrt()
-            .div_scalar(bias2_sqrt)
-            .add_scalar(eps);
-        let step = moments
-            .exp_avg
-            .clone()
-            .div(denom)
-            .mul_scalar(self.lr / bias1);
-        let updated = (weight - step).reshape(dims);
+        let previous = self.optimizer.moments.remove(&name).map(|m| (m.exp_avg, m.exp_avg_sq));
+        let (updated, moments) = match kernels::adamw::adamw(weight, grad, previous, step) {
+            Ok([updated, exp_avg, exp_avg_sq]) => (updated, Moments { exp_avg, exp_avg_sq }),
+            Err((weight, grad, previous)) => {
+                let previous = previous.map(|(exp_avg, exp_avg_sq)| Moments { exp_avg, exp_avg_sq });
+                stock_update(weight, grad, previous, step)
+            }
+        };
         self.optimizer.moments.insert(name, moments);
-        let updated = Tensor::from_inner(updated).require_grad();
+        let updated = Tensor::from_inner(updated.reshape(dims)).require_grad();
         Param::from_mapped_value(id, updated, mapper)
+    }
+}
+
+/// The update of [`kernels::adamw`] in Burn's ops, for any backend.
+fn stock_update<B: Backend>(
+    weight: Tensor<B, 1>,
+    grad: Tensor<B, 1>,
+    previous: Option<Moments<B>>,
+    step: AdamWStep,
+) -> (Tensor<B, 1>, Moments<B>) {
+    let AdamWStep {
+        grad_scale,
+        beta1,
+        beta2,
+        eps,
+        decay,
+        bias2_sqrt,
+        step_size,
+    } = step;
+    let grad = if grad_scale == 1.0 {
+        grad
+    } else {
+        grad.mul_scalar(grad_scale)
+    };
+    let moments = match previous {
+        Some(m) => Moments {
+            exp_avg: m.exp_avg.mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1),
+            exp_avg_sq: m.exp_avg_sq.mul_scalar(beta2)
+                + grad.clone().powi_scalar(2).mul_scalar(1.0 - beta2),
+        },
+        None => Moments {
+            exp_avg: grad.clone().mul_scalar(1.0 - beta1),
+            exp_avg_sq: grad.powi_scalar(2).mul_scalar(1.0 - beta2),
+        },
+    };
+    let weight = if decay == 1.0 {
+        weight
+    } else {
+        weight.mul_scalar(decay)
+    };
+    let denom = moments
+        .exp_avg_sq
+        .clone()
+        .sqrt()
+        .div_scalar(bias2_sqrt)
+        .add_scalar(eps);
+    let step = moments.exp_avg.clone().div(denom).mul_scalar(step_size);
+    (weight - step, moments)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+    use crate::CpuBackend;
+
+    type F = CpuBackend;
+
+    /// The one-pass kernel gives the stock ops' bits: fresh and carried
+    /// moments, with and without decay and gradient scaling.
+    #[test]
+    fn the_kernel_update_is_the_stock_update_bit_for_bit() {
+        let device = Default::default();
+        let random = |seed: u64| {
+            F::seed(&device, seed);
+            Tensor::<F, 1>::random([10_007], Distribution::Normal(0.0, 1.0), &device)
+        };
+        let (weight, grad) = (random(1), random(2));
+        let moments = Moments {
+            exp_avg: random(3).mul_scalar(0.1),
+            exp_avg_sq: random(4).powi_scalar(2).mul_scalar(0.01),
+        };
+        for (t, decay, grad_scale, carried) in [(1, 0.0, 1.0, false), (7, 0.01, 0.37, true), (3, 0.1, 1.0, true)] {
+            let (beta1, beta2, lr) = (0.9f64, 0.999f64, 3e-4);
+            let step = AdamWStep {
+                grad_scale,
+                beta1,
+                beta2,
+                eps: 1e-8,
+                decay: 1.0 - lr * decay,
+                bias2_sqrt: (1.0 - beta2.powi(t)).sqrt(),
+                step_size: lr / (1.0 - beta1.powi(t)),
+            };
+            let previous = carried.then(|| Moments {
+                exp_avg: moments.exp_avg.clone(),
+                exp_avg_sq: moments.exp_avg_sq.clone(),
+            });
+            let fused = kernels::adamw::adamw(
+                weight.clone(),
+                grad.clone(),
+                previous.as_ref().map(|m| (m.exp_avg.clone(), m.exp_avg_sq.clone())),
+                step,
+            )
+            .unwrap_or_else(|_| panic!("Flex has the kernel"));
+            let (updated, stock) = stock_update(weight.clone(), grad.clone(), previous, step);
+            for (kernel, stock) in fused.into_iter().zip([updated, stock.exp_avg, stock.exp_avg_sq]) {
+                assert_eq!(kernel.into_data().to_vec::<f32>().unwrap(), stock.into_data().to_vec::<f32>().unwrap());
+            }
+        }
     }
 }

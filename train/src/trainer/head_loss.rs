@@ -4,13 +4,13 @@
 //! autodiff keeps several copies (logits, softmax, their gradients).
 //!
 //! Each chunk's logits are computed on the inner backend and given a small
-//! autodiff graph of their own; its backward pass yields the gradient with
-//! respect to those logits, which two products turn into the gradients of the
-//! chunk's hidden states and of the head's weight. The outer graph then gets a
-//! surrogate, `Σ h·∂L/∂h + Σ W·∂L/∂W` (both gradients detached) minus its own
-//! value plus the loss's: it is worth exactly the loss and differentiates to
-//! exactly those gradients, so the trainer's backward pass and every module
-//! upstream of the head (fake quantization included) are unchanged.
+//! autodiff graph of their own (cross-entropy's gradient is written directly
+//! on Flex); its backward pass yields the gradient with respect to those
+//! logits, which two products turn into the gradients of the chunk's hidden
+//! states and of the head's weight. The outer graph gets both as the
+//! gradients of one op worth the loss, so the trainer's backward pass and
+//! every module upstream of the head (fake quantization included) are
+//! unchanged. On Flex this runs in `kernels::head`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -18,7 +18,8 @@ use std::ops::Range;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
-use super::objective::LossSum;
+use super::objective::{LossSum, cross_entropy_sum};
+use crate::kernels::head::{self, ChunkLoss};
 use crate::error::TrainError;
 use crate::model::Transformer;
 
@@ -38,6 +39,43 @@ pub fn chunk_rows(vocab: usize, chunk_logits: usize) -> usize {
 /// the positions `positions` (a range of `0..n`) as a fresh autodiff leaf and
 /// returns their summed loss, differentiable in those logits, with its parts.
 pub fn chunked_head_loss<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    hidden: Tensor<B, 2>,
+    rows: usize,
+    mut chunk_loss: impl FnMut(Tensor<B, 2>, Range<usize>) -> Result<LossSum<B>, TrainError>,
+) -> Result<LossSum<B>, TrainError> {
+    match head::chunked_loss(model, hidden, rows, &mut ChunkLoss::Custom(&mut chunk_loss)) {
+        Ok(loss) => loss,
+        Err(hidden) => stock_chunked_loss(model, hidden, rows, chunk_loss),
+    }
+}
+
+/// Cross-entropy of `hidden` (`[n, hidden]`) through `model`'s output head
+/// against `targets` (one per position), summed, `rows` positions at a time.
+pub fn chunked_cross_entropy<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    hidden: Tensor<B, 2>,
+    targets: &[i64],
+    rows: usize,
+) -> Result<LossSum<B>, TrainError> {
+    match head::chunked_loss(model, hidden, rows, &mut ChunkLoss::CrossEntropy(targets)) {
+        Ok(loss) => loss,
+        Err(hidden) => stock_chunked_loss(model, hidden, rows, |logits, positions| {
+            let total = cross_entropy_sum(logits, &targets[positions]);
+            let value = total.clone().into_scalar().elem::<f64>();
+            Ok(LossSum {
+                total,
+                components: BTreeMap::from([("ce", value)]),
+            })
+        }),
+    }
+}
+
+/// [`chunked_head_loss`] in Burn's own ops, for any backend: the gradients
+/// reach the model through a surrogate, `Σ h·∂L/∂h + Σ W·∂L/∂W` (both
+/// gradients detached) minus its own value plus the loss's, which is worth
+/// exactly the loss and differentiates to exactly those gradients.
+fn stock_chunked_loss<B: AutodiffBackend>(
     model: &Transformer<B>,
     hidden: Tensor<B, 2>,
     rows: usize,

@@ -11,7 +11,7 @@ mod replicas;
 mod run;
 
 pub use config::{NonFinitePolicy, TrainConfig};
-pub use head_loss::{CHUNK_LOGITS, chunk_rows, chunked_head_loss};
+pub use head_loss::{CHUNK_LOGITS, chunk_rows, chunked_cross_entropy, chunked_head_loss};
 pub use metrics::{MetricsLog, StepMetrics, read_metrics};
 pub use objective::{
     CrossEntropy, LossSum, Objective, TrainedPositions, cross_entropy_sum, layout, token_tensor,

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use datasets::order::SplitMix64;
 use datasets::{Batch, IGNORE_INDEX};
 
-use super::head_loss::{CHUNK_LOGITS, chunk_rows, chunked_head_loss};
+use super::head_loss::{CHUNK_LOGITS, chunk_rows, chunked_cross_entropy};
 use crate::error::TrainError;
 use crate::model::{RowLayout, Transformer};
 
@@ -64,14 +64,7 @@ impl<B: AutodiffBackend> Objective<B> for CrossEntropy {
             });
         };
         let rows = chunk_rows(model.config.vocab_size, CHUNK_LOGITS);
-        let mut loss = chunked_head_loss(model, hidden, rows, |logits, positions| {
-            let total = cross_entropy_sum(logits, &trained.targets[positions]);
-            let value = total.clone().into_scalar().elem::<f64>();
-            Ok(LossSum {
-                total,
-                components: BTreeMap::from([("ce", value)]),
-            })
-        })?;
+        let mut loss = chunked_cross_entropy(model, hidden, &trained.targets, rows)?;
         loss.components.entry("ce").or_insert(0.0);
         Ok(loss)
     }
