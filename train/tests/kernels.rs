@@ -145,3 +145,56 @@ fn qwen3_query_and_key_norms() {
 fn biases_and_a_sliding_window() {
     kernels_match_stock(config(Architecture::Qwen2, false, true, Some(9)), true);
 }
+
+/// Plain Flex (forward only, as teachers, evaluation and prefill run) gives
+/// the stock ops' logits over packed rows, and decoding from the cache the
+/// kernels filled gives the logits of the whole sequence at once.
+#[test]
+fn forward_only_kernels_and_their_cache() {
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Int, TensorData};
+    use train::model::LogitsFor;
+    use train::trainer::{layout, token_tensor};
+    type Plain = CpuBackend;
+    for config in [
+        config(Architecture::Llama, true, false, None),
+        config(Architecture::Qwen3, false, true, Some(9)),
+    ] {
+        for batch in batches(true) {
+            Plain::seed(&Default::default(), 17);
+            let plain: Transformer<Plain> = config.init(&Default::default()).unwrap();
+            let stock: Transformer<Stock> = train::optim::load_named(
+                config.init(&Default::default()).unwrap(),
+                &train::optim::named_tensors(&plain),
+                &Default::default(),
+            )
+            .unwrap();
+            let a: Vec<f32> = plain
+                .hidden_states_rows(token_tensor(&batch, &Default::default()), layout(&batch))
+                .into_data()
+                .to_vec()
+                .unwrap();
+            let b: Vec<f32> = stock
+                .hidden_states_rows(token_tensor(&batch, &Default::default()), layout(&batch))
+                .into_data()
+                .to_vec()
+                .unwrap();
+            let largest = b.iter().fold(0f32, |m: f32, v: &f32| m.max(v.abs()));
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!((x - y).abs() <= 1e-5 * largest.max(1.0), "{:?} hidden[{i}]: {x} vs {y}", config.architecture);
+            }
+        }
+        Plain::seed(&Default::default(), 17);
+        let model: Transformer<Plain> = config.init(&Default::default()).unwrap();
+        let ids: Vec<i64> = (0..12).map(|i| 1 + (i * 7) % 60).collect();
+        let tokens = |ids: &[i64]| Tensor::<Plain, 2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &Default::default());
+        let whole: Vec<f32> = model.forward(tokens(&ids)).narrow(1, 11, 1).into_data().to_vec().unwrap();
+        let mut cache = model.new_cache();
+        model.forward_with_cache(tokens(&ids[..9]), &mut cache, LogitsFor::Last);
+        model.forward_with_cache(tokens(&ids[9..11]), &mut cache, LogitsFor::Last);
+        let last: Vec<f32> = model.forward_with_cache(tokens(&ids[11..]), &mut cache, LogitsFor::Last).into_data().to_vec().unwrap();
+        for (i, (x, y)) in last.iter().zip(&whole).enumerate() {
+            assert!((x - y).abs() <= 1e-4, "{:?} logit {i}: decoded {x}, whole {y}", config.architecture);
+        }
+    }
+}

@@ -9,7 +9,6 @@
 //! adds one. llama-imatrix also reports the perplexity of the second half of
 //! each chunk (as llama-perplexity scores it); so does this.
 
-mod forward;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -19,8 +18,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::eval::token_nll;
 use crate::eval::NllStats;
-use crate::import::Weight;
-use crate::model::{Transformer, host_f32};
+use crate::import::{LayerWeight, Weight};
+use crate::model::{RowLayout, Transformer, host_f32};
 
 /// How the calibration tokens are cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,19 +137,36 @@ pub fn compute_imatrix<B: Backend>(
         let input = options.chunk_input(tokens, index);
         let ids: Vec<i64> = input.iter().map(|&t| i64::from(t)).collect();
         let batch = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, ctx]), &device);
-        let logits = forward::observed_forward(model, batch, &mut |layer, weights, x| {
-            let [batch, seq, d] = x.dims();
-            let squares = host_f32((x.clone() * x.clone()).reshape([batch * seq, d]).sum_dim(0));
-            for &weight in weights {
-                let name = Weight::Layer(layer, weight).gguf_name();
-                let entry = entries.entry(name).or_insert_with(|| ActivationSums {
-                    sums: vec![0.0; d],
-                    count: 0,
-                });
-                entry.sums.iter_mut().zip(&squares).for_each(|(s, q)| *s += q);
-                entry.count += (batch * seq) as u64;
+        let positions: Vec<u32> = (0..ctx as u32).collect();
+        let layout = RowLayout {
+            rows: 1,
+            seq: ctx,
+            position_ids: &positions,
+            document_ids: &vec![1; ctx],
+        };
+        let hidden = model.probe_rows(batch, layout, |layer, activations| {
+            let heads = activations.heads.flatten::<3>(2, 3);
+            let inputs = [
+                (&[LayerWeight::Q, LayerWeight::K, LayerWeight::V][..], &activations.attention_input),
+                (&[LayerWeight::O][..], &heads),
+                (&[LayerWeight::Gate, LayerWeight::Up][..], &activations.mlp_input),
+                (&[LayerWeight::Down][..], &activations.intermediate),
+            ];
+            for (weights, x) in inputs {
+                let [batch, seq, d] = x.dims();
+                let squares = host_f32((x.clone() * x.clone()).reshape([batch * seq, d]).sum_dim(0));
+                for &weight in weights {
+                    let name = Weight::Layer(layer, weight).gguf_name();
+                    let entry = entries.entry(name).or_insert_with(|| ActivationSums {
+                        sums: vec![0.0; d],
+                        count: 0,
+                    });
+                    entry.sums.iter_mut().zip(&squares).for_each(|(s, q)| *s += q);
+                    entry.count += (batch * seq) as u64;
+                }
             }
         });
+        let logits = model.output_logits(hidden);
         let scored = host_f32(logits.narrow(1, first, ctx - 1 - first));
         for (row, &target) in scored.chunks_exact(vocab).zip(&input[first + 1..]) {
             nll.add(token_nll(row, target as usize));

@@ -11,6 +11,8 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
@@ -374,25 +376,25 @@ pub(crate) fn attention(
     (output, k_rot)
 }
 
-/// [`attention`] for tensors of backend `B` when it is Flex under autodiff:
-/// the output and the rotated keys, both `[batch, seq, n · head_dim]`;
-/// otherwise `q`, `k`, `v` back. `cos`, `sin` are the rotary tables and
-/// `mask` the hidden keys beyond the causal rule, as the model holds them.
+/// [`attention`] for tensors of backend `B` when it is Flex, under autodiff
+/// (with its backward pass) or not (the forward pass alone): the output and
+/// the rotated keys, both `[batch, seq, n · head_dim]`; otherwise `q`, `k`,
+/// `v` back. `cos`, `sin` are the rotary tables and `mask` the hidden keys
+/// beyond the causal rule, as the model holds them.
 #[allow(clippy::type_complexity)]
-pub(crate) fn attend<B: burn::tensor::backend::Backend>(
-    q: burn::tensor::Tensor<B, 3>,
-    k: burn::tensor::Tensor<B, 3>,
-    v: burn::tensor::Tensor<B, 3>,
-    (cos, sin): (&burn::tensor::Tensor<B, 2>, &burn::tensor::Tensor<B, 2>),
-    mask: Option<&burn::tensor::Tensor<B, 4, burn::tensor::Bool>>,
+pub(crate) fn attend<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    (cos, sin): (&Tensor<B, 2>, &Tensor<B, 2>),
+    mask: Option<&Tensor<B, 4, Bool>>,
     shape: Shape,
-) -> Result<(burn::tensor::Tensor<B, 3>, burn::tensor::Tensor<B, 3>), [burn::tensor::Tensor<B, 3>; 3]> {
-    if !super::is_flex_autodiff::<B>() {
+) -> Result<(Tensor<B, 3>, Tensor<B, 3>), [Tensor<B, 3>; 3]> {
+    let autodiff = super::is_flex_autodiff::<B>();
+    if !autodiff && !super::is_flex::<B>() {
         return Err([q, k, v]);
     }
-    let ad = |t: burn::tensor::Tensor<B, 3>| super::flex_autodiff(t).unwrap_or_else(|_| unreachable!("B is Ad"));
-    let (q, k, v) = (ad(q), ad(k), ad(v));
-    let table = |t: &burn::tensor::Tensor<B, 2>| t.to_data().to_vec::<f32>().expect("f32 rotary tables");
+    let table = |t: &Tensor<B, 2>| t.to_data().to_vec::<f32>().expect("f32 rotary tables");
     let rotary = Rotary {
         cos: table(cos),
         sin: table(sin),
@@ -402,6 +404,18 @@ pub(crate) fn attend<B: burn::tensor::backend::Backend>(
         hidden: m.to_data().to_vec::<bool>().expect("a bool mask"),
         rows: m.dims()[0],
     });
-    let (out, k_rot) = attention(&q, &k, &v, shape, rotary, mask);
-    Ok((super::from_flex_autodiff::<B, 3>(out), super::constant::<B, 3>(k_rot)))
+    if autodiff {
+        let ad = |t: Tensor<B, 3>| super::flex_autodiff(t).unwrap_or_else(|_| unreachable!("B is Ad"));
+        let (out, k_rot) = attention(&ad(q), &ad(k), &ad(v), shape, rotary, mask);
+        return Ok((super::from_flex_autodiff::<B, 3>(out), super::constant::<B, 3>(k_rot)));
+    }
+    let flex = |t: &Tensor<B, 3>| super::flex_inner(t).expect("B is Flex");
+    let q_rot = rotary.apply(&values(&flex(&q)), &shape, shape.heads, false);
+    let k_rot = rotary.apply(&values(&flex(&k)), &shape, shape.kv_heads, false);
+    let (out, _) = forward(&shape, &q_rot, &k_rot, &values(&flex(&v)), &mask);
+    let dims = |n: usize| [shape.batch, shape.seq, n * shape.head_dim];
+    Ok((
+        super::flex_outer(flex_tensor(out, dims(shape.heads))),
+        super::flex_outer(flex_tensor(k_rot, dims(shape.kv_heads))),
+    ))
 }

@@ -2,9 +2,11 @@
 //! (`benches/step_phases.rs`): the output head's chunked loss with its
 //! gradients computed in place and handed to the autodiff graph, causal
 //! attention with rotary positions and grouped heads, RMSNorm, SwiGLU's gate,
-//! and AdamW's update in one pass. They run when the backend is Flex under autodiff, the default CPU
-//! training backend; on every other backend the callers keep their stock-op
-//! path, which the tests compare the kernels with.
+//! and AdamW's update in one pass. They run when the backend is Flex under
+//! autodiff, the default CPU training backend (attention, RMSNorm and SwiGLU
+//! also on plain Flex, forward only, for teachers, evaluation and prefill);
+//! on every other backend the callers keep their stock-op path, which the
+//! tests compare the kernels with.
 //!
 //! The model code stays generic over the backend: [`flex_autodiff`] tells at
 //! run time whether a tensor is Flex's under autodiff and hands over its
@@ -60,7 +62,7 @@ pub(crate) fn from_flex_autodiff<B: Backend, const D: usize>(tensor: AdTensor) -
 
 /// `tensor`'s Flex tensor when `B` is Flex (a cheap clone of its storage handle).
 pub(crate) fn flex_inner<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> Option<FlexTensor> {
-    if std::any::TypeId::of::<B>() != std::any::TypeId::of::<Flex>() {
+    if !is_flex::<B>() {
         return None;
     }
     let primitive: Box<dyn Any> = match tensor.clone().into_primitive() {
@@ -85,6 +87,10 @@ pub(crate) fn constant<B: Backend, const D: usize>(tensor: FlexTensor) -> Tensor
     let inner = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(tensor));
     let tensor = flex_autodiff(Tensor::<Ad, D>::from_inner(inner)).unwrap_or_else(|_| unreachable!("an Ad tensor"));
     from_flex_autodiff(tensor)
+}
+
+pub(crate) fn is_flex<B: Backend>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Flex>()
 }
 
 pub(crate) fn is_flex_autodiff<B: Backend>() -> bool {

@@ -12,8 +12,10 @@ use burn::tensor::backend::Backend;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use super::simd::vectorized;
-use super::{AdTensor, flex_autodiff, flex_tensor, from_flex_autodiff, is_flex_autodiff, values};
+use super::simd::{self, vectorized};
+use super::{
+    AdTensor, flex_autodiff, flex_inner, flex_outer, flex_tensor, from_flex_autodiff, is_flex_autodiff, values,
+};
 
 #[derive(Clone, Debug)]
 struct Saved {
@@ -49,10 +51,7 @@ impl Backward<Flex, 2> for RmsNorm {
                     for (((dx, x), dy), &inv) in
                         dx.chunks_mut(width).zip(x.chunks(width)).zip(dy.chunks(width)).zip(inverse)
                     {
-                        let mut dot = 0.0f32;
-                        for ((x, dy), g) in x.iter().zip(dy).zip(gamma.iter()) {
-                            dot += dy * g * x;
-                        }
+                        let dot = simd::sum_of_products3(x, dy, &gamma);
                         let k = inv * inv * inv * dot / width as f32;
                         for (((dx, x), dy), (g, dg)) in
                             dx.iter_mut().zip(x).zip(dy).zip(gamma.iter().zip(d_gamma.iter_mut()))
@@ -81,12 +80,11 @@ impl Backward<Flex, 2> for RmsNorm {
     }
 }
 
-fn rms_norm(x: &AdTensor, gamma: &AdTensor, epsilon: f64) -> AdTensor {
-    let (xs, g) = (values(&x.primitive), values(&gamma.primitive));
+/// `y` and each row's reciprocal RMS.
+fn forward(xs: &[f32], g: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>) {
     let width = g.len();
-    let rows = xs.len() / width;
     let mut y = vec![0.0f32; xs.len()];
-    let mut inverse = vec![0.0f32; rows];
+    let mut inverse = vec![0.0f32; xs.len() / width];
     let epsilon = epsilon as f32;
     y.par_chunks_mut(width * ROWS_PER_TASK)
         .zip(xs.par_chunks(width * ROWS_PER_TASK))
@@ -94,7 +92,7 @@ fn rms_norm(x: &AdTensor, gamma: &AdTensor, epsilon: f64) -> AdTensor {
         .for_each(|((y, x), inverse)| {
             vectorized(|| {
                 for ((y, x), inv) in y.chunks_mut(width).zip(x.chunks(width)).zip(inverse.iter_mut()) {
-                    let squares: f32 = x.iter().map(|v| v * v).sum();
+                    let squares = simd::sum_of_squares(x);
                     *inv = 1.0 / (squares / width as f32 + epsilon).sqrt();
                     for ((y, x), g) in y.iter_mut().zip(x).zip(g.iter()) {
                         *y = x * *inv * g;
@@ -102,6 +100,11 @@ fn rms_norm(x: &AdTensor, gamma: &AdTensor, epsilon: f64) -> AdTensor {
                 }
             })
         });
+    (y, inverse)
+}
+
+fn rms_norm(x: &AdTensor, gamma: &AdTensor, epsilon: f64) -> AdTensor {
+    let (y, inverse) = forward(&values(&x.primitive), &values(&gamma.primitive), epsilon);
     let y = flex_tensor(y, x.primitive.layout().shape().clone());
     match RmsNorm.prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
@@ -117,16 +120,20 @@ fn rms_norm(x: &AdTensor, gamma: &AdTensor, epsilon: f64) -> AdTensor {
 }
 
 /// RMSNorm of `x` over its last dimension with `gamma`, when `B` is Flex
-/// under autodiff; otherwise `x` back.
+/// (under autodiff or not); otherwise `x` back.
 pub(crate) fn try_rms_norm<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     gamma: Tensor<B, 1>,
     epsilon: f64,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    if !is_flex_autodiff::<B>() {
-        return Err(x);
+    if is_flex_autodiff::<B>() {
+        let x = flex_autodiff(x).unwrap_or_else(|_| unreachable!("B is Ad"));
+        let gamma = flex_autodiff(gamma).unwrap_or_else(|_| unreachable!("B is Ad"));
+        return Ok(from_flex_autodiff(rms_norm(&x, &gamma, epsilon)));
     }
-    let x = flex_autodiff(x).unwrap_or_else(|_| unreachable!("B is Ad"));
-    let gamma = flex_autodiff(gamma).unwrap_or_else(|_| unreachable!("B is Ad"));
-    Ok(from_flex_autodiff(rms_norm(&x, &gamma, epsilon)))
+    let (Some(xs), Some(g)) = (flex_inner(&x), flex_inner(&gamma)) else {
+        return Err(x);
+    };
+    let (y, _) = forward(&values(&xs), &values(&g), epsilon);
+    Ok(flex_outer(flex_tensor(y, xs.layout().shape().clone())))
 }

@@ -49,6 +49,39 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
+/// Σ x² in eight lanes.
+#[inline(always)]
+pub(crate) fn sum_of_squares(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += v * v;
+        }
+    }
+    for (lane, v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += v * v;
+    }
+    lanes.iter().sum()
+}
+
+/// Σ a·b·c in eight lanes.
+#[inline(always)]
+pub(crate) fn sum_of_products3(a: &[f32], b: &[f32], c: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let n = a.len().min(b.len()).min(c.len());
+    let whole = n - n % 8;
+    for at in (0..whole).step_by(8) {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane += a[at + i] * b[at + i] * c[at + i];
+        }
+    }
+    for (i, lane) in lanes.iter_mut().enumerate().take(n - whole) {
+        *lane += a[whole + i] * b[whole + i] * c[whole + i];
+    }
+    lanes.iter().sum()
+}
+
 /// The largest of `x` (NaNs are passed over), in eight lanes.
 #[inline(always)]
 pub(crate) fn max(x: &[f32]) -> f32 {

@@ -12,7 +12,9 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use super::simd::{exp, vectorized};
-use super::{AdTensor, flex_autodiff, flex_tensor, from_flex_autodiff, is_flex_autodiff, values};
+use super::{
+    AdTensor, flex_autodiff, flex_inner, flex_outer, flex_tensor, from_flex_autodiff, is_flex_autodiff, values,
+};
 
 /// Values per rayon task.
 const BLOCK: usize = 1 << 14;
@@ -66,8 +68,7 @@ impl Backward<Flex, 2> for SwiGlu {
     }
 }
 
-fn swiglu(gate: &AdTensor, up: &AdTensor) -> AdTensor {
-    let (g, u) = (values(&gate.primitive), values(&up.primitive));
+fn forward(g: &[f32], u: &[f32]) -> Vec<f32> {
     let mut h = vec![0.0f32; g.len()];
     h.par_chunks_mut(BLOCK)
         .zip(g.par_chunks(BLOCK).zip(u.par_chunks(BLOCK)))
@@ -78,6 +79,11 @@ fn swiglu(gate: &AdTensor, up: &AdTensor) -> AdTensor {
                 }
             })
         });
+    h
+}
+
+fn swiglu(gate: &AdTensor, up: &AdTensor) -> AdTensor {
+    let h = forward(&values(&gate.primitive), &values(&up.primitive));
     let h = flex_tensor(h, gate.primitive.layout().shape().clone());
     match SwiGlu.prepare::<NoCheckpointing>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
@@ -91,16 +97,21 @@ fn swiglu(gate: &AdTensor, up: &AdTensor) -> AdTensor {
     }
 }
 
-/// `silu(gate) · up` when `B` is Flex under autodiff; otherwise the inputs back.
+/// `silu(gate) · up` when `B` is Flex (under autodiff or not); otherwise
+/// the inputs back.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_swiglu<B: Backend, const D: usize>(
     gate: Tensor<B, D>,
     up: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
-    if !is_flex_autodiff::<B>() {
-        return Err((gate, up));
+    if is_flex_autodiff::<B>() {
+        let gate = flex_autodiff(gate).unwrap_or_else(|_| unreachable!("B is Ad"));
+        let up = flex_autodiff(up).unwrap_or_else(|_| unreachable!("B is Ad"));
+        return Ok(from_flex_autodiff(swiglu(&gate, &up)));
     }
-    let gate = flex_autodiff(gate).unwrap_or_else(|_| unreachable!("B is Ad"));
-    let up = flex_autodiff(up).unwrap_or_else(|_| unreachable!("B is Ad"));
-    Ok(from_flex_autodiff(swiglu(&gate, &up)))
+    let (Some(g), Some(u)) = (flex_inner(&gate), flex_inner(&up)) else {
+        return Err((gate, up));
+    };
+    let h = forward(&values(&g), &values(&u));
+    Ok(flex_outer(flex_tensor(h, g.layout().shape().clone())))
 }

@@ -1,6 +1,7 @@
 //! The forward pass over training rows with what each decoder layer computes
 //! inside handed out: the activations that width pruning ranks hidden
-//! channels, attention heads and FFN channels by.
+//! channels, attention heads and FFN channels by, and the inputs of every
+//! matrix product that an importance matrix sums.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
@@ -40,10 +41,10 @@ impl<B: Backend> Transformer<B> {
         // update its tensors in place; this one keeps them for `observe`.
         for (i, (layer, layer_cache)) in self.layers.iter().zip(cache.extend(seq)).enumerate() {
             let attn = &layer.self_attn;
-            let attention_input = layer.input_layernorm.forward(x.clone());
+            let attention_input = super::normalize(&layer.input_layernorm, x.clone());
             let heads = attn.attend(attention_input.clone(), &rope, mask.clone(), layer_cache);
             x = x + super::project(&attn.o_proj, heads.clone());
-            let mlp_input = layer.post_attention_layernorm.forward(x.clone());
+            let mlp_input = super::normalize(&layer.post_attention_layernorm, x.clone());
             let intermediate = layer.mlp.intermediate(mlp_input.clone());
             x = x + super::project(&layer.mlp.down_proj, intermediate.clone());
             let heads = heads.reshape([rows, seq, attn.num_heads, attn.head_dim]);
@@ -57,7 +58,7 @@ impl<B: Backend> Transformer<B> {
                 },
             );
         }
-        self.norm.forward(x)
+        super::normalize(&self.norm, x)
     }
 }
 
