@@ -157,11 +157,6 @@ fn recipes_the_stage_cannot_run_are_refused_naming_the_key() {
     let cases = [
         (
             "kind = \"layers\"\nlayers = [0]",
-            "dtype = \"bf16\"\n",
-            "[train] dtype = \"bf16\"",
-        ),
-        (
-            "kind = \"layers\"\nlayers = [0]",
             "",
             "[train] min_lr: the linear schedule decays to 0",
         ),

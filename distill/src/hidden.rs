@@ -7,7 +7,7 @@
 //! scale of the divergence, or one minus the cosine similarity.
 
 use burn::nn::Linear;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,8 @@ impl HiddenAlignment {
                 Some(projection) => projection.forward(s),
                 None => s,
             };
+            // A bf16 step's states against the f32 teacher's, in f32.
+            let (s, t) = (s.cast(DType::F32), t.cast(DType::F32));
             let (sw, tw) = (s.dims()[1], t.dims()[1]);
             if sw != tw {
                 return Err(HiddenError::Width { student: sw, teacher: tw });

@@ -23,7 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use train::backend::{BackendFn, BackendKind, dispatch};
 use train::optim::{AdamWConfig, ScheduleKind};
-use train::trainer::{CrossEntropy, Topology, TrainConfig, TrainData, Trainer};
+use train::trainer::{CrossEntropy, Precision, Topology, TrainConfig, TrainData, Trainer};
 use burn::module::Module;
 use train::Transformer;
 use datasets::logit_cache::TeacherCache;
@@ -402,9 +402,6 @@ fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
             return fail("[distill] top_k: the online teacher uses its whole distribution; top_k applies to teacher = \"cached\"");
         }
     }
-    if recipe.train.dtype == TrainDtype::Bf16 {
-        return fail("[train] dtype = \"bf16\": training in bf16 is not available yet; use dtype = \"f32\"");
-    }
     if recipe.train.schedule == Schedule::Linear && recipe.train.min_lr > 0.0 {
         return fail("[train] min_lr: the linear schedule decays to 0; set min_lr = 0 or use schedule = \"cosine\"");
     }
@@ -431,6 +428,10 @@ pub fn train_config(train: &Train) -> Result<TrainConfig, StageError> {
         keep_checkpoints: train.keep_checkpoints as usize,
         freeze: train.freeze.clone(),
         on_non_finite: train.on_non_finite,
+        precision: match train.dtype {
+            TrainDtype::F32 => Precision::F32,
+            TrainDtype::Bf16 => Precision::Bf16,
+        },
     };
     config.validate()?;
     Ok(config)

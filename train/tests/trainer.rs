@@ -453,3 +453,49 @@ fn replicas_with_a_share_of_the_batch_train_as_one_device_with_all_of_it() {
         "{err}"
     );
 }
+
+/// bf16 mixed precision learns the task as f32 does, step for step close to
+/// it, while the weights and optimizer state it checkpoints stay f32, and a
+/// resumed bf16 run repeats the uninterrupted one.
+#[test]
+fn bf16_mixed_precision_learns_with_f32_master_weights() {
+    use train::trainer::Precision;
+    let bf16 = |steps| TrainConfig {
+        lr: 1e-2,
+        precision: Precision::Bf16,
+        ..config(steps)
+    };
+    let f32_run = tempfile::tempdir().unwrap();
+    let f32_config = TrainConfig { lr: 1e-2, ..config(60) };
+    Trainer::start(f32_config, tiny_model(1), data(true, 4), f32_run.path())
+        .unwrap()
+        .run(&mut CrossEntropy, &mut Quiet, None)
+        .unwrap();
+    let bf16_run = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::start(bf16(60), tiny_model(1), data(true, 4), bf16_run.path()).unwrap();
+    trainer.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
+    let weight = trainer.model().layers[0].self_attn.q_proj.weight.val();
+    assert_eq!(weight.dtype(), burn::tensor::DType::F32, "the master weights stay f32");
+
+    let (full, half) = (losses(f32_run.path()), losses(bf16_run.path()));
+    assert!((full[0] - half[0]).abs() < 0.02 * full[0], "first step: f32 {} bf16 {}", full[0], half[0]);
+    let tail = |l: &[f64]| l[l.len() - 5..].iter().sum::<f64>() / 5.0;
+    let uniform = (VOCAB as f64).ln();
+    assert!(tail(&half) < 0.5 * uniform, "bf16 learns: {} against chance {uniform}", tail(&half));
+    assert!((tail(&half) - tail(&full)).abs() < 0.25 * tail(&full), "f32 {} bf16 {}", tail(&full), tail(&half));
+
+    let killed = tempfile::tempdir().unwrap();
+    let mut first = Trainer::start(bf16(10), tiny_model(2), data(true, 2), killed.path()).unwrap();
+    first.run(&mut CrossEntropy, &mut Quiet, Some(5)).unwrap();
+    drop(first);
+    let whole = tempfile::tempdir().unwrap();
+    Trainer::start(bf16(10), tiny_model(2), data(true, 2), whole.path())
+        .unwrap()
+        .run(&mut CrossEntropy, &mut Quiet, None)
+        .unwrap();
+    let mut resumed = Trainer::<B>::resume(bf16(10), data(true, 2), killed.path(), &Default::default()).unwrap();
+    resumed.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
+    for (step, (a, e)) in losses(killed.path()).iter().zip(&losses(whole.path())).enumerate() {
+        assert!((a - e).abs() <= 1e-6, "step {}: {a} vs {e}", step + 1);
+    }
+}

@@ -391,7 +391,8 @@ pub(crate) fn attend<B: Backend>(
     shape: Shape,
 ) -> Result<(Tensor<B, 3>, Tensor<B, 3>), [Tensor<B, 3>; 3]> {
     let autodiff = super::is_flex_autodiff::<B>();
-    if !autodiff && !super::is_flex::<B>() {
+    let f32s = [&q, &k, &v].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
+    if !f32s || (!autodiff && !super::is_flex::<B>()) {
         return Err([q, k, v]);
     }
     let table = |t: &Tensor<B, 2>| t.to_data().to_vec::<f32>().expect("f32 rotary tables");

@@ -8,6 +8,9 @@
 //! on every other backend the callers keep their stock-op path, which the
 //! tests compare the kernels with.
 //!
+//! They compute in f32: a tensor of another dtype (bf16 mixed precision)
+//! keeps the stock path.
+//!
 //! The model code stays generic over the backend: [`flex_autodiff`] tells at
 //! run time whether a tensor is Flex's under autodiff and hands over its
 //! primitive, with no bound added to the generic code.
@@ -25,7 +28,7 @@ use std::any::Any;
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::{Backend, BackendTypes};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
 
 /// The backend the kernels run on.
@@ -39,7 +42,7 @@ pub(crate) type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
 pub(crate) fn flex_autodiff<B: Backend, const D: usize>(
     tensor: Tensor<B, D>,
 ) -> Result<AdTensor, Tensor<B, D>> {
-    if !is_flex_autodiff::<B>() {
+    if !is_flex_autodiff::<B>() || tensor.dtype() != DType::F32 {
         return Err(tensor);
     }
     let primitive: Box<dyn Any> = match tensor.into_primitive() {
@@ -62,7 +65,7 @@ pub(crate) fn from_flex_autodiff<B: Backend, const D: usize>(tensor: AdTensor) -
 
 /// `tensor`'s Flex tensor when `B` is Flex (a cheap clone of its storage handle).
 pub(crate) fn flex_inner<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> Option<FlexTensor> {
-    if !is_flex::<B>() {
+    if !is_flex::<B>() || tensor.dtype() != DType::F32 {
         return None;
     }
     let primitive: Box<dyn Any> = match tensor.clone().into_primitive() {

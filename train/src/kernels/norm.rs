@@ -7,7 +7,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use burn::tensor::backend::Backend;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
@@ -126,6 +126,9 @@ pub(crate) fn try_rms_norm<B: Backend, const D: usize>(
     gamma: Tensor<B, 1>,
     epsilon: f64,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if x.dtype() != DType::F32 || gamma.dtype() != DType::F32 {
+        return Err(x);
+    }
     if is_flex_autodiff::<B>() {
         let x = flex_autodiff(x).unwrap_or_else(|_| unreachable!("B is Ad"));
         let gamma = flex_autodiff(gamma).unwrap_or_else(|_| unreachable!("B is Ad"));

@@ -6,7 +6,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use burn::tensor::backend::Backend;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
@@ -104,6 +104,9 @@ pub(crate) fn try_swiglu<B: Backend, const D: usize>(
     gate: Tensor<B, D>,
     up: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+    if gate.dtype() != DType::F32 || up.dtype() != DType::F32 {
+        return Err((gate, up));
+    }
     if is_flex_autodiff::<B>() {
         let gate = flex_autodiff(gate).unwrap_or_else(|_| unreachable!("B is Ad"));
         let up = flex_autodiff(up).unwrap_or_else(|_| unreachable!("B is Ad"));

@@ -113,13 +113,15 @@ impl<B: Backend> RopeTables<B> {
             ],
             3,
         );
-        let rotated = if self.cos.dims()[0] == 1 {
-            x.reshape(rows) * self.cos.clone() + swapped.reshape(rows) * self.sin.clone()
+        // The tables are f32; a bf16 step rotates in bf16.
+        let dtype = x.dtype();
+        let (cos, sin) = (self.cos.clone().cast(dtype), self.sin.clone().cast(dtype));
+        let rotated = if cos.dims()[0] == 1 {
+            x.reshape(rows) * cos + swapped.reshape(rows) * sin
         } else {
             let per_row = [batch, heads, positions * head_dim];
             let table = |t: &Tensor<B, 2>| t.clone().unsqueeze_dim::<3>(1);
-            let rotated =
-                x.reshape(per_row) * table(&self.cos) + swapped.reshape(per_row) * table(&self.sin);
+            let rotated = x.reshape(per_row) * table(&cos) + swapped.reshape(per_row) * table(&sin);
             rotated.reshape(rows)
         };
         rotated.reshape(dims)

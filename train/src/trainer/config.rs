@@ -27,6 +27,23 @@ pub struct TrainConfig {
     /// Parameters excluded from training, as glob patterns over their names.
     pub freeze: Vec<String>,
     pub on_non_finite: NonFinitePolicy,
+    /// What the forward and backward passes compute in; the weights and the
+    /// optimizer's state stay f32.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// The float type of a step's forward and backward passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// bfloat16 copies of the f32 master weights each step (mixed precision,
+    /// as `torch.autocast` with bf16 does): gradients come back in bf16 and
+    /// update the f32 weights; the loss and its softmax stay f32. Only on a
+    /// backend that computes in bf16.
+    Bf16,
 }
 
 /// What a step whose loss or gradient norm is NaN or infinite does.
@@ -57,6 +74,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             freeze: Vec::new(),
             on_non_finite: NonFinitePolicy::Stop,
+            precision: Precision::F32,
         }
     }
 }
@@ -131,6 +149,11 @@ impl TrainConfig {
             "freeze": self.freeze,
             "on_non_finite": self.on_non_finite,
         });
+        // f32 runs keep the fingerprint they had before precision was a setting.
+        let mut shaping = shaping;
+        if self.precision != Precision::F32 {
+            shaping["precision"] = serde_json::json!(self.precision);
+        }
         fnv1a(shaping.to_string().as_bytes())
     }
 }

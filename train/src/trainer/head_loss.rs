@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{DType, ElementConversion, Tensor, TensorData};
 
 use super::objective::{LossSum, cross_entropy_sum};
 use crate::kernels::head::{self, ChunkLoss};
@@ -101,7 +101,8 @@ fn stock_chunked_loss<B: AutodiffBackend>(
         if let Some(bias) = &bias {
             logits = logits + bias.clone().unsqueeze_dim(0);
         }
-        let logits = Tensor::<B, 2>::from_inner(logits).require_grad();
+        // The loss and its softmax in f32 whatever the step computes in.
+        let logits = Tensor::<B, 2>::from_inner(logits.cast(DType::F32)).require_grad();
         let part = chunk_loss(logits.clone(), start..start + len)?;
         value += part.total.clone().into_scalar().elem::<f64>();
         for (name, v) in part.components {
@@ -109,8 +110,8 @@ fn stock_chunked_loss<B: AutodiffBackend>(
         }
         let grads = part.total.backward();
         let d_logits = match logits.grad(&grads) {
-            Some(d) => d,
-            None => Tensor::zeros([len, w_hv.dims()[1]], &h.device()),
+            Some(d) => d.cast(h.dtype()),
+            None => Tensor::zeros([len, w_hv.dims()[1]], (&h.device(), h.dtype())),
         };
         grad_h.push(d_logits.clone().matmul(w_hv.clone().transpose()));
         if bias.is_some() {
@@ -136,6 +137,7 @@ fn stock_chunked_loss<B: AutodiffBackend>(
     if let (Some(b), Some(grad_b)) = (head.bias, grad_b) {
         surrogate = surrogate + (b * Tensor::from_inner(grad_b)).sum();
     }
+    let surrogate = surrogate.cast(DType::F32);
     let loss = Tensor::<B, 1>::from_data(TensorData::new(vec![value as f32], [1]), &device);
     Ok(LossSum {
         total: surrogate.clone() - surrogate.detach() + loss,

@@ -6,11 +6,12 @@ mod head_loss;
 mod metrics;
 mod objective;
 mod parallel;
+mod precision;
 mod progress;
 mod replicas;
 mod run;
 
-pub use config::{NonFinitePolicy, TrainConfig};
+pub use config::{NonFinitePolicy, Precision, TrainConfig};
 pub use head_loss::{CHUNK_LOGITS, chunk_rows, chunked_cross_entropy, chunked_head_loss};
 pub use metrics::{MetricsLog, StepMetrics, read_metrics};
 pub use objective::{

@@ -13,7 +13,8 @@ use burn::tensor::backend::AutodiffBackend;
 use datasets::order::SplitMix64;
 use datasets::{Batch, Documents, Loader, LoaderConfig};
 
-use super::config::{NonFinitePolicy, TrainConfig};
+use super::config::{NonFinitePolicy, Precision, TrainConfig};
+use super::precision;
 use super::metrics::{MetricsLog, StepMetrics};
 use super::objective::Objective;
 use super::parallel::{self, Replica};
@@ -74,6 +75,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         run_dir: &Path,
     ) -> Result<Self, TrainError> {
         config.validate()?;
+        precision::check::<B>(config.precision, &model.embed_tokens.weight.device())?;
         let checkpoints = checkpoints_of(run_dir, &config);
         if let Some(existing) = checkpoints.latest()? {
             return Err(TrainError::Checkpoint {
@@ -110,6 +112,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         device: &B::Device,
     ) -> Result<Self, TrainError> {
         config.validate()?;
+        precision::check::<B>(config.precision, device)?;
         let checkpoints = checkpoints_of(run_dir, &config);
         let dir = checkpoints
             .latest()?
@@ -133,6 +136,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         step: u64,
     ) -> Result<Self, TrainError> {
         config.validate()?;
+        precision::check::<B>(config.precision, device)?;
         let checkpoints = checkpoints_of(run_dir, &config);
         let dir = checkpoints.of_step(step);
         let mut trainer = Self::load(config, data, checkpoints, &dir, device)?;
@@ -290,7 +294,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             } else {
                 batch
             };
-            let loss = objective.loss(&self.model, batch, &mut rng)?;
+            let working = (self.config.precision != Precision::F32)
+                .then(|| precision::working_copy(&self.model, precision::dtype(self.config.precision)));
+            let model = working.as_ref().unwrap_or(&self.model);
+            let loss = objective.loss(model, batch, &mut rng)?;
             let value: f64 = loss.total.clone().into_scalar().elem();
             loss_sum += value;
             if !value.is_finite() {
@@ -303,8 +310,12 @@ impl<B: AutodiffBackend> Trainer<B> {
                 components[at] += part / norm;
                 components[names.len() + at] = 1.0;
             }
-            let grads = loss.total.div_scalar(norm).backward();
-            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+            let grads = GradientsParams::from_grads(loss.total.div_scalar(norm).backward(), model);
+            let grads = match &working {
+                Some(working) => precision::f32_gradients(working, grads),
+                None => grads,
+            };
+            accumulator.accumulate(&self.model, grads);
         }
         let device = self.model.embed_tokens.weight.device();
         let loss_sum = parallel::sum_values::<B::InnerBackend>(self.replica, &[loss_sum], &device)?[0];
