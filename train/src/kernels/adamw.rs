@@ -52,27 +52,36 @@ pub(crate) fn adamw<B: Backend>(
         Some((m, v)) => (owned(m), owned(v)),
         None => (flex_tensor(vec![0.0; n], [n]), flex_tensor(vec![0.0; n], [n])),
     };
-    let w = values(&w);
+    update(&mut g, &mut m, &mut v, &values(&w), fresh, step);
+    Ok([flex_outer(g), flex_outer(m), flex_outer(v)])
+}
+
+/// `tensor`, contiguous and the only holder of its buffer.
+fn writable(mut tensor: FlexTensor) -> FlexTensor {
+    let n = tensor.layout().num_elements();
+    let contiguous = tensor.layout().contiguous_offsets() == Some((0, n));
+    if contiguous && tensor.try_storage_mut::<f32>().is_some_and(|s| s.len() == n) {
+        return tensor;
+    }
+    flex_tensor(values(&tensor).into_owned(), [n])
+}
+
+/// The update proper, on host buffers (not generic, so that it is compiled,
+/// optimized, with this crate, whatever crate instantiates [`adamw`]).
+fn update(g: &mut FlexTensor, m: &mut FlexTensor, v: &mut FlexTensor, w: &[f32], fresh: bool, step: AdamWStep) {
     let f = |x: f64| x as f32;
     let (scale, beta1, one_m_beta1, beta2, one_m_beta2) =
         (f(step.grad_scale), f(step.beta1), f(1.0 - step.beta1), f(step.beta2), f(1.0 - step.beta2));
     let (eps, decay, bias2_sqrt, step_size) = (f(step.eps), f(step.decay), f(step.bias2_sqrt), f(step.step_size));
+    let unique = "made unique by `writable`";
+    let g = g.try_storage_mut::<f32>().expect(unique);
+    let m = m.try_storage_mut::<f32>().expect(unique);
+    let v = v.try_storage_mut::<f32>().expect(unique);
     const BLOCK: usize = 1 << 16;
-    let slice = |t: &mut FlexTensor| -> *mut f32 { t.try_storage_mut::<f32>().expect("made unique").as_mut_ptr() };
-    let (g_out, m_out, v_out) = (slice(&mut g), slice(&mut m), slice(&mut v));
-    // SAFETY: `g`, `m` and `v` are distinct, uniquely owned buffers of `n`
-    // values each, alive for this call; each block below touches its own range.
-    let (g_out, m_out, v_out) = unsafe {
-        (
-            std::slice::from_raw_parts_mut(g_out, n),
-            std::slice::from_raw_parts_mut(m_out, n),
-            std::slice::from_raw_parts_mut(v_out, n),
-        )
-    };
     // Branch-free loops, so that they vectorize: multiplying by a scale or a
     // decay of exactly 1 changes no bit, and a fresh run's moments are not
     // read at all (0·β + x would turn −0 into +0).
-    let update = |g: &mut [f32], m: &mut [f32], v: &mut [f32], w: &[f32]| {
+    let block = |g: &mut [f32], m: &mut [f32], v: &mut [f32], w: &[f32]| {
         for (((g, m), v), w) in g.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(w) {
             let grad = *g * scale;
             let (m_i, v_i) = if fresh {
@@ -86,21 +95,9 @@ pub(crate) fn adamw<B: Backend>(
             *g = *w * decay - m_i / denom * step_size;
         }
     };
-    g_out
-        .par_chunks_mut(BLOCK)
-        .zip(m_out.par_chunks_mut(BLOCK))
-        .zip(v_out.par_chunks_mut(BLOCK))
+    g.par_chunks_mut(BLOCK)
+        .zip(m.par_chunks_mut(BLOCK))
+        .zip(v.par_chunks_mut(BLOCK))
         .zip(w.par_chunks(BLOCK))
-        .for_each(|(((g, m), v), w)| vectorized(|| update(g, m, v, w)));
-    Ok([flex_outer(g), flex_outer(m), flex_outer(v)])
-}
-
-/// `tensor`, contiguous and the only holder of its buffer.
-fn writable(mut tensor: FlexTensor) -> FlexTensor {
-    let n = tensor.layout().num_elements();
-    let contiguous = tensor.layout().contiguous_offsets() == Some((0, n));
-    if contiguous && tensor.try_storage_mut::<f32>().is_some_and(|s| s.len() == n) {
-        return tensor;
-    }
-    flex_tensor(values(&tensor).into_owned(), [n])
+        .for_each(|(((g, m), v), w)| vectorized(|| block(g, m, v, w)));
 }

@@ -8,6 +8,7 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
 
 use super::{AdTensor, flex_tensor, values};
 
@@ -24,15 +25,24 @@ impl<const N: usize> Backward<Flex, N> for Inject {
         for (parent, mut gradient) in ops.parents.into_iter().zip(ops.state) {
             let Some(node) = parent else { continue };
             if scale != 1.0 {
-                match gradient.try_storage_mut::<f32>() {
-                    Some(values) => values.iter_mut().for_each(|v| *v *= scale),
-                    None => {
-                        let scaled: Vec<f32> = values(&gradient).iter().map(|v| v * scale).collect();
-                        gradient = flex_tensor(scaled, gradient.layout().shape().clone());
-                    }
-                }
+                gradient = scaled(gradient, scale);
             }
             grads.register::<Flex>(node.id, gradient);
+        }
+    }
+}
+
+/// `gradient · scale`, in place when nothing else holds it (not generic, so
+/// that it is compiled, optimized, with this crate).
+fn scaled(mut gradient: FlexTensor, scale: f32) -> FlexTensor {
+    match gradient.try_storage_mut::<f32>() {
+        Some(values) => {
+            values.par_chunks_mut(1 << 16).for_each(|chunk| chunk.iter_mut().for_each(|v| *v *= scale));
+            gradient
+        }
+        None => {
+            let scaled: Vec<f32> = values(&gradient).iter().map(|v| v * scale).collect();
+            flex_tensor(scaled, gradient.layout().shape().clone())
         }
     }
 }
