@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use datasets::{AssistantTurns, DataSource, Documents, Prepare, RecordFormat, RecordSpec, Renderer, Truncation};
-use decant::model_arg;
-use decant::stage::state::sha256_of;
 use datasets::logit_cache::Manifest;
 use datasets::logit_cache::parts::{part_name, parts_dir};
+use datasets::{
+    AssistantTurns, DataSource, Documents, Prepare, RecordFormat, RecordSpec, Renderer, Truncation,
+};
+use decant::model_arg;
+use decant::stage::state::sha256_of;
 use decant::stage::teacher_cache::PartOutcome;
 use decant::stage::{source, teacher_cache};
 use distill::teacher_cache::CacheSpec;
@@ -75,14 +77,23 @@ pub fn run(args: CacheTeacherArgs) -> Result<()> {
         return merge(&args, started);
     }
     if args.rank.is_none() && args.out.exists() {
-        bail!("{}: already exists; a teacher cache is written to a new directory", args.out.display());
+        bail!(
+            "{}: already exists; a teacher cache is written to a new directory",
+            args.out.display()
+        );
     }
-    let teacher_arg = args.teacher.as_deref().expect("clap requires --teacher without --merge");
+    let teacher_arg = args
+        .teacher
+        .as_deref()
+        .expect("clap requires --teacher without --merge");
     let top_k = args.top_k.expect("clap requires --top-k without --merge");
     let teacher_source = model_arg::resolve(teacher_arg)?;
     let tokenizer = source::tokenizer(&teacher_source)?;
     let template = source::chat_template(&teacher_source)?;
-    let spec = RecordSpec { format: args.format, ..RecordSpec::default() };
+    let spec = RecordSpec {
+        format: args.format,
+        ..RecordSpec::default()
+    };
     let data = DataSource::open(&args.data, spec)?;
     let renderer = Renderer::new(&tokenizer, template.as_ref(), args.train_on);
     let prepare = Prepare::new(renderer, Some(args.max_length), args.truncation)?;
@@ -101,11 +112,13 @@ pub fn run(args: CacheTeacherArgs) -> Result<()> {
     };
     let cannot = || format!("cannot cache {teacher_source} over {}", data.origin());
     if let (Some(rank), Some(world)) = (args.rank, args.world) {
-        let outcome = teacher_cache::ensure_part(&teacher, &documents, &spec, &args.out, rank, world, true)
-            .with_context(cannot)?;
+        let outcome =
+            teacher_cache::ensure_part(&teacher, &documents, &spec, &args.out, rank, world, true)
+                .with_context(cannot)?;
         return report_part(&args, outcome, started);
     }
-    let (_, manifest, _) = teacher_cache::ensure(&teacher, &documents, spec, &args.out, true).with_context(cannot)?;
+    let (_, manifest, _) =
+        teacher_cache::ensure(&teacher, &documents, spec, &args.out, true).with_context(cannot)?;
     if args.json {
         let report = json!({
             "output": args.out,
@@ -114,14 +127,23 @@ pub fn run(args: CacheTeacherArgs) -> Result<()> {
         });
         println!("{report}");
     } else {
-        println!("cached top-{} of {} {}", manifest.k, teacher_source, summary(&manifest, &args.out));
+        println!(
+            "cached top-{} of {} {}",
+            manifest.k,
+            teacher_source,
+            summary(&manifest, &args.out)
+        );
     }
     Ok(())
 }
 
 fn merge(args: &CacheTeacherArgs, started: Instant) -> Result<()> {
-    let (_, manifest, reused) = teacher_cache::merge_parts(&args.out)
-        .with_context(|| format!("cannot merge the parts of the teacher cache {}", args.out.display()))?;
+    let (_, manifest, reused) = teacher_cache::merge_parts(&args.out).with_context(|| {
+        format!(
+            "cannot merge the parts of the teacher cache {}",
+            args.out.display()
+        )
+    })?;
     if args.json {
         let report = json!({
             "output": args.out,
@@ -132,7 +154,11 @@ fn merge(args: &CacheTeacherArgs, started: Instant) -> Result<()> {
         println!("{report}");
     } else {
         let verb = if reused { "already merged" } else { "merged" };
-        println!("{verb} top-{} {}", manifest.k, summary(&manifest, &args.out));
+        println!(
+            "{verb} top-{} {}",
+            manifest.k,
+            summary(&manifest, &args.out)
+        );
     }
     Ok(())
 }
@@ -156,7 +182,12 @@ fn report_part(args: &CacheTeacherArgs, outcome: PartOutcome, started: Instant) 
     }
     match (&outcome, part) {
         (PartOutcome::Merged(manifest), _) => {
-            println!("{} is merged already: top-{} {}", args.out.display(), manifest.k, summary(manifest, &args.out));
+            println!(
+                "{} is merged already: top-{} {}",
+                args.out.display(),
+                manifest.k,
+                summary(manifest, &args.out)
+            );
         }
         (_, Some(part)) => println!(
             "{state}: rank {} of {}, documents {}..{} of {} in {} shard(s), in {}",

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use datasets::{
-    AssistantTurns, Columns, DataSource, FractionSplit, HeldOut, Part,
-    Prepare, RecordFormat, RecordSpec, Renderer, Split, Stats, Truncation,
+    AssistantTurns, Columns, DataSource, FractionSplit, HeldOut, Part, Prepare, RecordFormat,
+    RecordSpec, Renderer, Split, Stats, Truncation,
 };
 use decant::model_arg::{self, ModelSource};
 use decant::tokenize;

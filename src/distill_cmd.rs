@@ -36,7 +36,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
             report.steps, report.replicas, report.weights_sha256
         );
     } else if report.reused {
-        println!("distill stage already complete: {}", report.student.display());
+        println!(
+            "distill stage already complete: {}",
+            report.student.display()
+        );
     } else {
         println!(
             "distilled {} steps (last loss {:.4}) into {} ({} parameters)",

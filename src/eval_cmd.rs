@@ -7,13 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use datasets::{AssistantTurns, DataSource, Documents, EncodeOptions, Prepare, RecordSpec, Renderer, Tokenizer, Truncation};
+use datasets::{
+    AssistantTurns, DataSource, Documents, EncodeOptions, Prepare, RecordSpec, Renderer, Tokenizer,
+    Truncation,
+};
 use decant::{model_arg, tokenize};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use train::CpuBackend;
 use train::eval::{
-    ChunkScore, KlReport, PerplexityOptions, PerplexityReport, kl_divergence, perplexity, score_trained,
+    ChunkScore, KlReport, PerplexityOptions, PerplexityReport, kl_divergence, perplexity,
+    score_trained,
 };
 
 #[derive(clap::Args)]
@@ -100,13 +104,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let needs_teacher = metrics.iter().any(|&m| m != Metric::Perplexity);
     let teacher = match (&args.teacher, needs_teacher) {
         (Some(teacher), _) => Some(model_arg::resolve(teacher)?),
-        (None, true) => bail!("--metrics kld and top1 compare against a teacher: pass --teacher MODEL"),
+        (None, true) => {
+            bail!("--metrics kld and top1 compare against a teacher: pass --teacher MODEL")
+        }
         (None, false) => None,
     };
     let source = model_arg::resolve(&args.model)?;
     let tokenizer = tokenize::load_tokenizer(teacher.as_ref().unwrap_or(&source))?;
     if let Some(data) = chat_records(&args.data)? {
-        return chat_scores(&args, &metrics, &source, teacher.as_ref(), &tokenizer, &data);
+        return chat_scores(
+            &args,
+            &metrics,
+            &source,
+            teacher.as_ref(),
+            &tokenizer,
+            &data,
+        );
     }
     let text = read_text(&args.data)?;
     let (tokens, bos) = tokenize_like_llama_perplexity(&tokenizer, &text)
@@ -139,7 +152,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     match &teacher {
         None => {
-            let ppl = perplexity(&model, &tokens, &options, on_chunk).with_context(cannot_evaluate)?;
+            let ppl =
+                perplexity(&model, &tokens, &options, on_chunk).with_context(cannot_evaluate)?;
             report["ppl"] = perplexity_json(&ppl);
             lines.extend(perplexity_text(&ppl));
         }
@@ -175,7 +189,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
                             100.0 * kl.same_top_error
                         ));
                     }
-                    Metric::Exact | Metric::Draft => unreachable!("chat metrics are evaluated apart"),
+                    Metric::Exact | Metric::Draft => {
+                        unreachable!("chat metrics are evaluated apart")
+                    }
                 }
             }
         }
@@ -236,7 +252,10 @@ fn chat_scores(
     let model = load(source)?;
     let teacher_model = teacher.map(load).transpose()?;
     let Some(scores) = score_trained(&model, teacher_model.as_ref(), &documents) else {
-        bail!("{}: no conversation has a trained token to score", args.data.display());
+        bail!(
+            "{}: no conversation has a trained token to score",
+            args.data.display()
+        );
     };
     let mut report = json!({
         "model": source.path(),
@@ -246,7 +265,10 @@ fn chat_scores(
         "documents": scores.documents,
         "ppl": { "value": scores.ppl, "nll_mean": scores.nll_mean },
     });
-    let mut lines = vec![format!("PPL of the trained tokens = {:.4} ({} tokens)", scores.ppl, scores.tokens)];
+    let mut lines = vec![format!(
+        "PPL of the trained tokens = {:.4} ({} tokens)",
+        scores.ppl, scores.tokens
+    )];
     if let Some(teacher) = teacher {
         report["teacher"] = json!(teacher.path());
         if let (true, Some(kld)) = (metrics.contains(&Metric::KlDivergence), scores.kld_mean) {
@@ -269,17 +291,28 @@ fn chat_scores(
 /// A JSON Lines file of conversations (its first record has `messages`, or
 /// `prompt` and `completion`), read as training reads them; `None` for text.
 fn chat_records(path: &Path) -> Result<Option<DataSource>> {
-    let is_jsonl = path.extension().is_some_and(|ext| ext == "jsonl" || ext == "ndjson");
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|ext| ext == "jsonl" || ext == "ndjson");
     if !is_jsonl {
         return Ok(None);
     }
-    let content = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let first: Option<Value> = content.lines().find(|l| !l.trim().is_empty()).and_then(|l| serde_json::from_str(l).ok());
-    let is_chat = first.is_some_and(|r| r.get("text").is_none() && (r.get("messages").is_some() || r.get("prompt").is_some()));
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let first: Option<Value> = content
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str(l).ok());
+    let is_chat = first.is_some_and(|r| {
+        r.get("text").is_none() && (r.get("messages").is_some() || r.get("prompt").is_some())
+    });
     if !is_chat {
         return Ok(None);
     }
-    Ok(Some(DataSource::open(&[path.display().to_string()], RecordSpec::default())?))
+    Ok(Some(DataSource::open(
+        &[path.display().to_string()],
+        RecordSpec::default(),
+    )?))
 }
 
 /// The evaluation text: a plain text file as it is, or the `text` fields of a

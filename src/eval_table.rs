@@ -4,15 +4,21 @@
 use decant::stage::eval::EvalReport;
 
 pub fn print(report: &EvalReport) {
-    let cell = |value: Option<f64>, digits: usize| value.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+    let cell = |value: Option<f64>, digits: usize| {
+        value.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+    };
     println!(
         "{:<10} {:>12} {:>10} {:>9} {:>8} {:>6} {:>6} {:>7} {:>10}  model",
         "", "parameters", "MiB", "ppl", "kld", "top1", "exact", "tok/s", "cascade"
     );
     for m in &report.models {
-        let cascade = m.cascade.as_ref().and_then(|c| c.chosen).map_or("-".to_owned(), |p| {
-            format!("{:.0}%≥{:.2}", 100.0 * p.coverage, p.threshold)
-        });
+        let cascade = m
+            .cascade
+            .as_ref()
+            .and_then(|c| c.chosen)
+            .map_or("-".to_owned(), |p| {
+                format!("{:.0}%≥{:.2}", 100.0 * p.coverage, p.threshold)
+            });
         println!(
             "{:<10} {:>12} {:>10.1} {:>9} {:>8} {:>6} {:>6} {:>7} {:>10}  {}",
             m.label,

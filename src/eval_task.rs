@@ -19,12 +19,16 @@ pub fn run(args: &EvalArgs, metrics: &[Metric]) -> Result<()> {
     let model_source = model_arg::resolve(&args.model)?;
     let teacher_source = match (&args.teacher, metrics.contains(&Metric::Draft)) {
         (Some(teacher), true) => Some(model_arg::resolve(teacher)?),
-        (None, true) => bail!("--metrics draft measures the model as a draft for a teacher: pass --teacher MODEL"),
+        (None, true) => bail!(
+            "--metrics draft measures the model as a draft for a teacher: pass --teacher MODEL"
+        ),
         (_, false) => None,
     };
     let tokenizer = source::tokenizer(&model_source)?;
     let Some(template) = source::chat_template(&model_source)? else {
-        bail!("{model_source}: has no chat template; --metrics exact and draft render each conversation through it");
+        bail!(
+            "{model_source}: has no chat template; --metrics exact and draft render each conversation through it"
+        );
     };
     let data = DataSource::open(&[args.data.display().to_string()], RecordSpec::default())?;
     let load = |source: &model_arg::ModelSource| {
@@ -32,7 +36,11 @@ pub fn run(args: &EvalArgs, metrics: &[Metric]) -> Result<()> {
             .with_context(|| format!("cannot load {source}"))
     };
     let model = load(&model_source)?;
-    let task = ChatTask { tokenizer: &tokenizer, template: &template, max_new_tokens: args.max_new_tokens };
+    let task = ChatTask {
+        tokenizer: &tokenizer,
+        template: &template,
+        max_new_tokens: args.max_new_tokens,
+    };
     let limit = args.max_examples.unwrap_or(usize::MAX);
     let cannot = || format!("cannot evaluate {model_source} on {}", args.data.display());
     let mut report = json!({ "model": model_source.path(), "data": args.data });
@@ -40,11 +48,17 @@ pub fn run(args: &EvalArgs, metrics: &[Metric]) -> Result<()> {
     if metrics.contains(&Metric::Exact) {
         let bar = progress("exact match", args.max_examples);
         let mut hits = 0usize;
-        let exact = task_eval::evaluate(&model, &task, data.records().take(limit), &data.origin(), |prediction| {
-            bar.inc(1);
-            hits += usize::from(prediction.exact);
-            bar.set_message(format!("{hits} exact"));
-        })
+        let exact = task_eval::evaluate(
+            &model,
+            &task,
+            data.records().take(limit),
+            &data.origin(),
+            |prediction| {
+                bar.inc(1);
+                hits += usize::from(prediction.exact);
+                bar.set_message(format!("{hits} exact"));
+            },
+        )
         .with_context(cannot)?;
         bar.finish_and_clear();
         lines.push(exact_text(&exact));
@@ -53,8 +67,15 @@ pub fn run(args: &EvalArgs, metrics: &[Metric]) -> Result<()> {
     if let Some(teacher_source) = &teacher_source {
         let teacher = load(teacher_source)?;
         let bar = progress("draft acceptance", args.max_examples);
-        let draft = task_eval::draft(&model, &teacher, &task, data.records().take(limit), &data.origin(), |_| bar.inc(1))
-            .with_context(cannot)?;
+        let draft = task_eval::draft(
+            &model,
+            &teacher,
+            &task,
+            data.records().take(limit),
+            &data.origin(),
+            |_| bar.inc(1),
+        )
+        .with_context(cannot)?;
         bar.finish_and_clear();
         lines.push(draft_text(&draft));
         report["teacher"] = json!(teacher_source.path());
@@ -70,7 +91,8 @@ pub fn run(args: &EvalArgs, metrics: &[Metric]) -> Result<()> {
 
 fn progress(label: &str, total: Option<usize>) -> ProgressBar {
     let bar = ProgressBar::new(total.map_or(0, |n| n as u64)).with_style(
-        ProgressStyle::with_template("{prefix} {pos} examples  {wide_msg}").expect("a valid template"),
+        ProgressStyle::with_template("{prefix} {pos} examples  {wide_msg}")
+            .expect("a valid template"),
     );
     bar.set_prefix(label.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));

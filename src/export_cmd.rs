@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use decant::model_arg::{self, ModelSource};
-use export::{Dtype, ExportMetadata, HfOptions, ModelRef, DatasetRef, Vocabulary};
+use export::{DatasetRef, Dtype, ExportMetadata, HfOptions, ModelRef, Vocabulary};
 use indicatif::{ProgressBar, ProgressStyle};
 use quantize::GgmlType;
 use quantize::gguf::{GgufFile, Value};
@@ -64,7 +64,8 @@ pub struct ExportArgs {
 }
 
 fn parse_mix(name: &str) -> Result<Mix, String> {
-    name.parse().map_err(|e: quantize::mix::MixError| e.to_string())
+    name.parse()
+        .map_err(|e: quantize::mix::MixError| e.to_string())
 }
 
 /// What the source says about itself, for defaults and the tokenizer.
@@ -84,8 +85,22 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let mix = args.mix.unwrap_or(info.float_mix);
     let metadata = ExportMetadata {
         name: args.name.clone().unwrap_or(info.name),
-        base_models: args.base_models.iter().map(|name| ModelRef { name: name.clone(), ..ModelRef::default() }).collect(),
-        datasets: args.datasets.iter().map(|name| DatasetRef { name: name.clone(), repo_url: None }).collect(),
+        base_models: args
+            .base_models
+            .iter()
+            .map(|name| ModelRef {
+                name: name.clone(),
+                ..ModelRef::default()
+            })
+            .collect(),
+        datasets: args
+            .datasets
+            .iter()
+            .map(|name| DatasetRef {
+                name: name.clone(),
+                repo_url: None,
+            })
+            .collect(),
         license: args.license.clone().or(info.license),
         quantized_by: mix.is_quantized().then(|| "decant".to_owned()),
         ..ExportMetadata::default()
@@ -105,19 +120,31 @@ pub fn run(args: ExportArgs) -> Result<()> {
                     "{source}: has no tokenizer.json; a GGUF file needs the tokenizer, llama.cpp loads none without it"
                 );
             };
-            let threads = args
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+            let threads = args.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+            });
             bar.set_prefix(format!("exporting GGUF ({})", mix.name()));
-            let options = MixOptions { pure: args.pure, ..MixOptions::new(mix) };
-            let report = export::export_gguf(&model, vocab, &metadata, options, &args.out, threads.get(), |p| {
-                bar.set_length(p.total as u64);
-                bar.set_position(p.done as u64);
-                bar.set_message(format!("{} {}", p.tensor, p.ty));
-            })
+            let options = MixOptions {
+                pure: args.pure,
+                ..MixOptions::new(mix)
+            };
+            let report = export::export_gguf(
+                &model,
+                vocab,
+                &metadata,
+                options,
+                &args.out,
+                threads.get(),
+                |p| {
+                    bar.set_length(p.total as u64);
+                    bar.set_position(p.done as u64);
+                    bar.set_message(format!("{} {}", p.tensor, p.ty));
+                },
+            )
             .with_context(context)?;
-            let (modelfile, chat) = export::write_modelfile(&report.path, vocab.chat_template.as_deref())
-                .with_context(context)?;
+            let (modelfile, chat) =
+                export::write_modelfile(&report.path, vocab.chat_template.as_deref())
+                    .with_context(context)?;
             if chat.is_none() {
                 eprintln!(
                     "warning: the chat template of {source} is neither ChatML nor Llama 3; \
@@ -125,8 +152,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
                     modelfile.display()
                 );
             }
-            let tensors: serde_json::Map<String, serde_json::Value> =
-                report.type_counts.iter().map(|(t, &n)| (t.name().to_owned(), json!(n))).collect();
+            let tensors: serde_json::Map<String, serde_json::Value> = report
+                .type_counts
+                .iter()
+                .map(|(t, &n)| (t.name().to_owned(), json!(n)))
+                .collect();
             json!({
                 "output": report.path, "format": "gguf", "type": mix.name(), "size": report.size,
                 "tensors": tensors, "n_fallback": report.n_fallback, "modelfile": modelfile,
@@ -135,7 +165,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
         Format::Safetensors => {
             if args.pure {
-                bail!("--pure: a Hugging Face directory holds float weights; --pure applies to --format gguf");
+                bail!(
+                    "--pure: a Hugging Face directory holds float weights; --pure applies to --format gguf"
+                );
             }
             let dtype = match mix {
                 Mix::F32 => Dtype::F32,
@@ -149,11 +181,21 @@ pub fn run(args: ExportArgs) -> Result<()> {
             };
             bar.set_prefix(format!("exporting safetensors ({})", dtype.torch_name()));
             bar.set_length(export::weights::weight_list(&model.config).len() as u64);
-            let options = HfOptions { dtype, max_shard_bytes: args.max_shard_size };
-            let report = export::export_hf_dir(&model, info.vocab.as_ref(), &metadata, options, &args.out, |name| {
-                bar.inc(1);
-                bar.set_message(name.to_owned());
-            })
+            let options = HfOptions {
+                dtype,
+                max_shard_bytes: args.max_shard_size,
+            };
+            let report = export::export_hf_dir(
+                &model,
+                info.vocab.as_ref(),
+                &metadata,
+                options,
+                &args.out,
+                |name| {
+                    bar.inc(1);
+                    bar.set_message(name.to_owned());
+                },
+            )
             .with_context(context)?;
             json!({
                 "output": report.path, "format": "safetensors", "type": mix.name(),
@@ -167,7 +209,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
     if args.json {
         println!("{report}");
     } else {
-        println!("wrote {} ({}, {})", args.out.display(), report["format"].as_str().unwrap_or_default(), mix.name());
+        println!(
+            "wrote {} ({}, {})",
+            args.out.display(),
+            report["format"].as_str().unwrap_or_default(),
+            mix.name()
+        );
     }
     Ok(())
 }
@@ -175,7 +222,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
 fn source_info(source: &ModelSource, vocab_size: usize) -> Result<SourceInfo> {
     match source {
         ModelSource::Gguf(path) => {
-            let file = GgufFile::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let file =
+                GgufFile::open(path).with_context(|| format!("cannot read {}", path.display()))?;
             let string = |key: &str| file.get(key).and_then(Value::as_str).map(str::to_owned);
             Ok(SourceInfo {
                 vocab: Some(Vocabulary::from_gguf(&file)?),
@@ -190,15 +238,24 @@ fn source_info(source: &ModelSource, vocab_size: usize) -> Result<SourceInfo> {
             } else {
                 None
             };
-            Ok(SourceInfo { vocab, float_mix: hf_float_mix(dir)?, name: stem(dir), license: None })
+            Ok(SourceInfo {
+                vocab,
+                float_mix: hf_float_mix(dir)?,
+                name: stem(dir),
+                license: None,
+            })
         }
     }
 }
 
 /// F16 or BF16 when every matrix is stored so, else F32.
 fn gguf_float_mix(file: &GgufFile) -> Mix {
-    let matrices: Vec<GgmlType> =
-        file.tensors().iter().filter(|t| t.shape.len() >= 2).map(|t| t.ggml_type).collect();
+    let matrices: Vec<GgmlType> = file
+        .tensors()
+        .iter()
+        .filter(|t| t.shape.len() >= 2)
+        .map(|t| t.ggml_type)
+        .collect();
     match matrices.first() {
         Some(GgmlType::F16) if matrices.iter().all(|&t| t == GgmlType::F16) => Mix::F16,
         Some(GgmlType::Bf16) if matrices.iter().all(|&t| t == GgmlType::Bf16) => Mix::Bf16,
@@ -209,10 +266,14 @@ fn gguf_float_mix(file: &GgufFile) -> Mix {
 /// config.json's `torch_dtype` (`dtype` in transformers 5).
 fn hf_float_mix(dir: &Path) -> Result<Mix> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let config: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let dtype = config.get("torch_dtype").or_else(|| config.get("dtype")).and_then(|v| v.as_str());
+    let dtype = config
+        .get("torch_dtype")
+        .or_else(|| config.get("dtype"))
+        .and_then(|v| v.as_str());
     Ok(match dtype {
         Some("float16") => Mix::F16,
         Some("bfloat16") => Mix::Bf16,
@@ -221,5 +282,7 @@ fn hf_float_mix(dir: &Path) -> Result<Mix> {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
 }

@@ -78,11 +78,7 @@ pub fn run(args: ImatrixArgs) -> Result<()> {
 
     // llama-imatrix records the data file as it was named on its command line.
     let datasets = vec![args.data.display().to_string()];
-    let counts: Vec<[f32; 1]> = report
-        .entries
-        .values()
-        .map(|e| [e.count as f32])
-        .collect();
+    let counts: Vec<[f32; 1]> = report.entries.values().map(|e| [e.count as f32]).collect();
     let entries: Vec<ImatrixEntry<'_>> = report
         .entries
         .iter()

@@ -56,8 +56,15 @@ pub fn label<B: Backend>(
         return Err(fail("has no user turn to answer".to_owned()));
     }
     let prompt = chat_prompt(tokenizer, template, &messages)?;
-    let generation = generate(teacher, &prompt, max_new_tokens, sampling, |id| tokenizer.is_eog(id), |_| {})
-        .map_err(|e| fail(e.to_string()))?;
+    let generation = generate(
+        teacher,
+        &prompt,
+        max_new_tokens,
+        sampling,
+        |id| tokenizer.is_eog(id),
+        |_| {},
+    )
+    .map_err(|e| fail(e.to_string()))?;
     let answer = tokenizer.decode(&generation.tokens, false)?;
     messages.push(Message::new(Role::Assistant, answer));
     Ok(Labelled {

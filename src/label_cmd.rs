@@ -47,7 +47,10 @@ pub struct LabelArgs {
 
 pub fn run(args: LabelArgs) -> Result<()> {
     if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
-        bail!("--temperature {}: expected 0 (greedy) or a positive number", args.temperature);
+        bail!(
+            "--temperature {}: expected 0 (greedy) or a positive number",
+            args.temperature
+        );
     }
     if !(args.top_p > 0.0 && args.top_p <= 1.0) {
         bail!("--top-p {}: expected a probability in (0, 1]", args.top_p);
@@ -61,9 +64,11 @@ pub fn run(args: LabelArgs) -> Result<()> {
     let data = DataSource::open(&[args.data.display().to_string()], RecordSpec::default())?;
     let teacher = train::load_model::<CpuBackend>(teacher_source.path(), &Default::default())
         .with_context(|| format!("cannot load {teacher_source}"))?;
-    let mut out = AtomicFile::create(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let mut out = AtomicFile::create(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let bar = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} labelling: {pos} answers  {wide_msg}").expect("a valid template"),
+        ProgressStyle::with_template("{spinner} labelling: {pos} answers  {wide_msg}")
+            .expect("a valid template"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let (mut examples, mut tokens, mut cut) = (0u64, 0u64, 0u64);
@@ -72,10 +77,22 @@ pub fn run(args: LabelArgs) -> Result<()> {
         let sampling = if args.temperature == 0.0 {
             Sampling::Greedy
         } else {
-            Sampling::Sample { temperature: args.temperature, top_p: args.top_p, seed: args.seed.wrapping_add(examples) }
+            Sampling::Sample {
+                temperature: args.temperature,
+                top_p: args.top_p,
+                seed: args.seed.wrapping_add(examples),
+            }
         };
-        let labelled = label::label(&teacher, &tokenizer, &template, &record, args.max_new_tokens, sampling)?;
-        writeln!(out, "{}", labelled.to_json()).with_context(|| format!("cannot write {}", args.out.display()))?;
+        let labelled = label::label(
+            &teacher,
+            &tokenizer,
+            &template,
+            &record,
+            args.max_new_tokens,
+            sampling,
+        )?;
+        writeln!(out, "{}", labelled.to_json())
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
         examples += 1;
         tokens += labelled.tokens as u64;
         cut += u64::from(labelled.cut);
@@ -86,9 +103,14 @@ pub fn run(args: LabelArgs) -> Result<()> {
     if examples == 0 {
         bail!("{}: has no prompts", args.data.display());
     }
-    let path = out.complete().with_context(|| format!("cannot write {}", args.out.display()))?;
+    let path = out
+        .complete()
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     if cut > 0 {
-        eprintln!("warning: {cut} of {examples} answers reached --max-new-tokens {} before their end", args.max_new_tokens);
+        eprintln!(
+            "warning: {cut} of {examples} answers reached --max-new-tokens {} before their end",
+            args.max_new_tokens
+        );
     }
     if args.json {
         let report = json!({
@@ -97,7 +119,10 @@ pub fn run(args: LabelArgs) -> Result<()> {
         });
         println!("{report}");
     } else {
-        println!("wrote {examples} labelled conversations ({tokens} answer tokens) to {}", path.display());
+        println!(
+            "wrote {examples} labelled conversations ({tokens} answer tokens) to {}",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -11,9 +11,16 @@ pub enum LockError {
         "{}: {what} is in use by decant pid {pid}; wait for it to finish, or use another directory",
         path.display()
     )]
-    Held { path: PathBuf, what: String, pid: u32 },
+    Held {
+        path: PathBuf,
+        what: String,
+        pid: u32,
+    },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Removes its file when dropped.
@@ -25,21 +32,36 @@ pub struct Lock {
 impl Lock {
     /// Takes `path` for this process; `what` names the locked thing in errors.
     pub fn take(path: &Path, what: &str) -> Result<Lock, LockError> {
-        let io = |source| LockError::Io { path: path.to_owned(), source };
+        let io = |source| LockError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
                 Ok(mut file) => {
-                    write!(file, "{}", std::process::id()).and_then(|()| file.sync_all()).map_err(io)?;
-                    return Ok(Lock { path: path.to_owned() });
+                    write!(file, "{}", std::process::id())
+                        .and_then(|()| file.sync_all())
+                        .map_err(io)?;
+                    return Ok(Lock {
+                        path: path.to_owned(),
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = std::fs::read_to_string(path).map_err(io)?;
                     match holder.trim().parse::<u32>() {
                         Ok(pid) if is_alive(pid) => {
-                            return Err(LockError::Held { path: path.to_owned(), what: what.to_owned(), pid });
+                            return Err(LockError::Held {
+                                path: path.to_owned(),
+                                what: what.to_owned(),
+                                pid,
+                            });
                         }
                         // A dead holder, or a file torn by a crash before its pid was written.
                         _ => std::fs::remove_file(path).map_err(io)?,
@@ -48,7 +70,9 @@ impl Lock {
                 Err(e) => return Err(io(e)),
             }
         }
-        Err(io(std::io::Error::other("the lock file keeps reappearing; another process is taking it")))
+        Err(io(std::io::Error::other(
+            "the lock file keeps reappearing; another process is taking it",
+        )))
     }
 }
 

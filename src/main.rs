@@ -28,7 +28,11 @@ use decant::{inspect, model_arg, tokenize};
 use quantize::gguf::GgufFile;
 
 #[derive(Parser)]
-#[command(name = "decant", version, about = "Distil a teacher LLM into a small, quantized, task-specific student")]
+#[command(
+    name = "decant",
+    version,
+    about = "Distil a teacher LLM into a small, quantized, task-specific student"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -128,7 +132,12 @@ fn message(err: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect_model(&model, json),
-        Command::Tokenize { model, text, special, json } => tokenize_text(&model, &text, special, json),
+        Command::Tokenize {
+            model,
+            text,
+            special,
+            json,
+        } => tokenize_text(&model, &text, special, json),
         Command::Quantize(args) => quantize_cmd::run(args),
         Command::Data(command) => data_cmd::run(command),
         Command::Eval(args) => eval_cmd::run(args),
@@ -153,7 +162,8 @@ fn inspect_model(model: &Path, json: bool) -> Result<()> {
             model.display()
         );
     }
-    let file = GgufFile::open(model).with_context(|| format!("cannot inspect {}", model.display()))?;
+    let file =
+        GgufFile::open(model).with_context(|| format!("cannot inspect {}", model.display()))?;
     let summary = inspect::Summary::of(&file);
     if json {
         println!("{}", inspect::render_json(&file, &summary));

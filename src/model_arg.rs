@@ -41,7 +41,11 @@ pub enum ModelArgError {
         "hf://{repo}@{revision} is not in the Hugging Face cache at {cache}; download it first \
          (e.g. `huggingface-cli download {repo} --revision {revision}`) or point HF_HUB_CACHE / HF_HOME at the cache that has it"
     )]
-    NotCached { repo: String, revision: String, cache: PathBuf },
+    NotCached {
+        repo: String,
+        revision: String,
+        cache: PathBuf,
+    },
 }
 
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
@@ -97,7 +101,9 @@ pub fn resolve_hf(spec: &str, cache: &Path) -> Result<PathBuf, ModelArgError> {
         None => (spec, "main"),
     };
     let well_formed = repo.split('/').count() == 2
-        && repo.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+        && repo
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
         && !revision.is_empty();
     if !well_formed {
         return Err(ModelArgError::BadHfUri(format!("hf://{spec}")));
@@ -109,11 +115,24 @@ pub fn resolve_hf(spec: &str, cache: &Path) -> Result<PathBuf, ModelArgError> {
     };
     let hub_repo = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
     if is_commit_hash(revision) {
-        let snapshot = cache.join(hub_repo.folder_name()).join("snapshots").join(revision);
-        return snapshot.join("config.json").is_file().then_some(snapshot).ok_or_else(not_cached);
+        let snapshot = cache
+            .join(hub_repo.folder_name())
+            .join("snapshots")
+            .join(revision);
+        return snapshot
+            .join("config.json")
+            .is_file()
+            .then_some(snapshot)
+            .ok_or_else(not_cached);
     }
-    let config = Cache::new(cache.to_path_buf()).repo(hub_repo).get("config.json").ok_or_else(not_cached)?;
-    config.parent().map(Path::to_path_buf).ok_or_else(not_cached)
+    let config = Cache::new(cache.to_path_buf())
+        .repo(hub_repo)
+        .get("config.json")
+        .ok_or_else(not_cached)?;
+    config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(not_cached)
 }
 
 fn is_commit_hash(revision: &str) -> bool {
@@ -129,7 +148,9 @@ mod tests {
     /// Lays out a hub cache as huggingface_hub does: blobs, a snapshot of links, a ref.
     fn hub_cache() -> tempfile::TempDir {
         let cache = tempfile::tempdir().expect("tempdir");
-        let repo = cache.path().join("models--HuggingFaceTB--SmolLM2-135M-Instruct");
+        let repo = cache
+            .path()
+            .join("models--HuggingFaceTB--SmolLM2-135M-Instruct");
         let snapshot = repo.join("snapshots").join(COMMIT);
         std::fs::create_dir_all(&snapshot).expect("snapshot dir");
         std::fs::create_dir_all(repo.join("blobs")).expect("blobs dir");
@@ -147,9 +168,15 @@ mod tests {
             .path()
             .join("models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots")
             .join(COMMIT);
-        assert_eq!(resolve_hf("HuggingFaceTB/SmolLM2-135M-Instruct", cache.path()), Ok(snapshot.clone()));
         assert_eq!(
-            resolve_hf(&format!("HuggingFaceTB/SmolLM2-135M-Instruct@{COMMIT}"), cache.path()),
+            resolve_hf("HuggingFaceTB/SmolLM2-135M-Instruct", cache.path()),
+            Ok(snapshot.clone())
+        );
+        assert_eq!(
+            resolve_hf(
+                &format!("HuggingFaceTB/SmolLM2-135M-Instruct@{COMMIT}"),
+                cache.path()
+            ),
             Ok(snapshot)
         );
     }
@@ -160,8 +187,11 @@ mod tests {
         let err = resolve_hf("HuggingFaceTB/SmolLM2-135M-Instruct@v2", cache.path()).unwrap_err();
         let message = err.to_string();
         assert!(
-            message.contains("hf://HuggingFaceTB/SmolLM2-135M-Instruct@v2 is not in the Hugging Face cache")
-                && message.contains("huggingface-cli download HuggingFaceTB/SmolLM2-135M-Instruct --revision v2"),
+            message.contains(
+                "hf://HuggingFaceTB/SmolLM2-135M-Instruct@v2 is not in the Hugging Face cache"
+            ) && message.contains(
+                "huggingface-cli download HuggingFaceTB/SmolLM2-135M-Instruct --revision v2"
+            ),
             "{message}"
         );
         let err = resolve_hf("Org/Other", cache.path()).unwrap_err();
@@ -185,9 +215,15 @@ mod tests {
         let other = dir.path().join("notes.txt");
         std::fs::write(&other, b"hello").expect("text");
         assert_eq!(classify(&other), Err(ModelArgError::Unrecognized(other)));
-        assert_eq!(classify(dir.path()), Err(ModelArgError::Unrecognized(dir.path().to_path_buf())));
+        assert_eq!(
+            classify(dir.path()),
+            Err(ModelArgError::Unrecognized(dir.path().to_path_buf()))
+        );
         std::fs::write(dir.path().join("config.json"), "{}").expect("config");
-        assert_eq!(classify(dir.path()), Ok(ModelSource::HfDir(dir.path().to_path_buf())));
+        assert_eq!(
+            classify(dir.path()),
+            Ok(ModelSource::HfDir(dir.path().to_path_buf()))
+        );
         let missing = dir.path().join("absent.gguf");
         assert_eq!(classify(&missing), Err(ModelArgError::Missing(missing)));
     }

@@ -25,7 +25,8 @@ pub struct PublishArgs {
 
 pub fn run(args: PublishArgs) -> Result<()> {
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let registry = parse_registry(&cwd, &args.registry).map_err(|e| anyhow::anyhow!("--registry {e}"))?;
+    let registry =
+        parse_registry(&cwd, &args.registry).map_err(|e| anyhow::anyhow!("--registry {e}"))?;
     let release = Release::of_run(&args.run_dir, args.name.as_deref())?;
     let published = publish(&release, &registry)
         .with_context(|| format!("cannot publish {}", args.run_dir.display()))?;
@@ -38,12 +39,13 @@ pub fn run(args: PublishArgs) -> Result<()> {
 }
 
 pub fn print(published: &Published) {
-    let state = if published.reused { "already published as" } else { "published" };
+    let state = if published.reused {
+        "already published as"
+    } else {
+        "published"
+    };
     println!(
         "{state} {} version {} in {}: {}",
-        published.name,
-        published.version,
-        published.registry,
-        published.location
+        published.name, published.version, published.registry, published.location
     );
 }

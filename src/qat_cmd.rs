@@ -17,7 +17,9 @@ pub fn run(args: QatArgs) -> Result<()> {
     let checked = args.load()?;
     let recipe = &checked.recipe;
     if args.world.is_some() {
-        anyhow::bail!("--world: the QAT stage trains on one machine; run it without --rank/--world (on rank 0's)");
+        anyhow::bail!(
+            "--world: the QAT stage trains on one machine; run it without --rank/--world (on rank 0's)"
+        );
     }
     let _lock = args.lock(recipe)?;
     let stage = QatStage {

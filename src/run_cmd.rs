@@ -31,7 +31,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let _lock = args.lock(recipe)?;
     if !pipeline.topology.is_leader() {
-        let report = pipeline.follow().with_context(|| format!("run of {}", args.recipe.display()))?;
+        let report = pipeline
+            .follow()
+            .with_context(|| format!("run of {}", args.recipe.display()))?;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -42,7 +44,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let report = pipeline.run().with_context(|| format!("run of {}", args.recipe.display()))?;
+    let report = pipeline
+        .run()
+        .with_context(|| format!("run of {}", args.recipe.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
@@ -56,9 +60,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("{:<8} {state}", format!("{:?}", stage.stage).to_lowercase());
     }
     for artifact in &manifest.artifacts {
-        println!("{:>12} bytes  {}", artifact.size, run_dir.join(&artifact.path).display());
+        println!(
+            "{:>12} bytes  {}",
+            artifact.size,
+            run_dir.join(&artifact.path).display()
+        );
     }
-    println!("manifest: {}", run_dir.join(decant::stage::pipeline::MANIFEST_FILE).display());
+    println!(
+        "manifest: {}",
+        run_dir
+            .join(decant::stage::pipeline::MANIFEST_FILE)
+            .display()
+    );
     println!("report: {}", report.report.display());
     if let Some(published) = &report.published {
         crate::publish_cmd::print(published);

@@ -42,7 +42,9 @@ pub struct StageArgs {
 
 impl StageArgs {
     pub fn run_dir(&self, recipe: &Recipe) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&recipe.export.name))
+        self.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.export.name))
     }
 
     /// `RUN_DIR/.lock`: one decant at a time works in a run directory. The
@@ -51,7 +53,10 @@ impl StageArgs {
         if self.rank.is_some_and(|r| r > 0) {
             return Ok(None);
         }
-        Ok(Some(decant::lock::Lock::take(&self.run_dir(recipe).join(".lock"), "this run directory")?))
+        Ok(Some(decant::lock::Lock::take(
+            &self.run_dir(recipe).join(".lock"),
+            "this run directory",
+        )?))
     }
 
     /// The data-parallel replicas: this machine's devices, and the nodes.
@@ -63,8 +68,13 @@ impl StageArgs {
                 recipe.train.batch_size
             );
         }
-        let (Some(rank), Some(world), Some(coordinator)) = (self.rank, self.world, &self.coordinator) else {
-            return Ok(Topology { devices: devices as usize, nodes: None });
+        let (Some(rank), Some(world), Some(coordinator)) =
+            (self.rank, self.world, &self.coordinator)
+        else {
+            return Ok(Topology {
+                devices: devices as usize,
+                nodes: None,
+            });
         };
         if rank >= world {
             anyhow::bail!("--rank {rank}: expected a rank below --world {world}");
@@ -79,8 +89,16 @@ impl StageArgs {
             Some(address) => address.clone(),
             None => default_node_address(coordinator, rank)?,
         };
-        let nodes = Nodes { rank, world, coordinator: coordinator.clone(), address };
-        Ok(Topology { devices: devices as usize, nodes: Some(nodes) })
+        let nodes = Nodes {
+            rank,
+            world,
+            coordinator: coordinator.clone(),
+            address,
+        };
+        Ok(Topology {
+            devices: devices as usize,
+            nodes: Some(nodes),
+        })
     }
 
     pub fn backend(&self, recipe: &Recipe) -> BackendKind {
@@ -100,9 +118,9 @@ impl StageArgs {
 /// On one machine each rank can serve on the port after the coordinator's and
 /// its predecessors'; across machines, the address peers reach must be given.
 fn default_node_address(coordinator: &str, rank: u32) -> anyhow::Result<String> {
-    let address: std::net::SocketAddr = coordinator
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--coordinator {coordinator}: expected IP:PORT, or give --node-address"))?;
+    let address: std::net::SocketAddr = coordinator.parse().map_err(|_| {
+        anyhow::anyhow!("--coordinator {coordinator}: expected IP:PORT, or give --node-address")
+    })?;
     if !address.ip().is_loopback() {
         anyhow::bail!(
             "--node-address: required when the coordinator ({coordinator}) is on another machine; \
@@ -110,7 +128,9 @@ fn default_node_address(coordinator: &str, rank: u32) -> anyhow::Result<String> 
         );
     }
     let port = u32::from(address.port()) + 1 + rank;
-    let port = u16::try_from(port).map_err(|_| anyhow::anyhow!("--coordinator {coordinator}: no port left for rank {rank}"))?;
+    let port = u16::try_from(port).map_err(|_| {
+        anyhow::anyhow!("--coordinator {coordinator}: no port left for rank {rank}")
+    })?;
     Ok(format!("127.0.0.1:{port}"))
 }
 

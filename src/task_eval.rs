@@ -78,7 +78,11 @@ pub fn evaluate<B: Backend>(
     origin: &str,
     mut on_example: impl FnMut(&Prediction),
 ) -> Result<TaskReport, TaskEvalError> {
-    let ChatTask { tokenizer, template, max_new_tokens } = *task;
+    let ChatTask {
+        tokenizer,
+        template,
+        max_new_tokens,
+    } = *task;
     let mut predictions = Vec::new();
     let mut generating = std::time::Duration::ZERO;
     for record in records {
@@ -89,17 +93,33 @@ pub fn evaluate<B: Backend>(
             message: message.to_owned(),
         };
         let started = std::time::Instant::now();
-        let generation = generate_greedy(model, &prompt, max_new_tokens, |id| tokenizer.is_eog(id), |_| {})
-            .map_err(|e| fail(&e.to_string()))?;
+        let generation = generate_greedy(
+            model,
+            &prompt,
+            max_new_tokens,
+            |id| tokenizer.is_eog(id),
+            |_| {},
+        )
+        .map_err(|e| fail(&e.to_string()))?;
         generating += started.elapsed();
         let text = tokenizer.decode(&generation.tokens, false)?;
         let mean_logprob = if generation.logprobs.is_empty() {
             0.0
         } else {
-            generation.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>()
+            generation
+                .logprobs
+                .iter()
+                .map(|&l| f64::from(l))
+                .sum::<f64>()
                 / generation.logprobs.len() as f64
         };
-        let prediction = score(location, &example.gold, text, mean_logprob, generation.tokens.len());
+        let prediction = score(
+            location,
+            &example.gold,
+            text,
+            mean_logprob,
+            generation.tokens.len(),
+        );
         on_example(&prediction);
         predictions.push(prediction);
     }
@@ -108,7 +128,10 @@ pub fn evaluate<B: Backend>(
     }
     let generated: usize = predictions.iter().map(|p| p.tokens).sum();
     let seconds = generating.as_secs_f64();
-    Ok(TaskReport { tokens_per_s: (seconds > 0.0).then(|| generated as f64 / seconds), ..summarize(predictions) })
+    Ok(TaskReport {
+        tokens_per_s: (seconds > 0.0).then(|| generated as f64 / seconds),
+        ..summarize(predictions)
+    })
 }
 
 /// A chat example ready to generate from: the conversation before its last
@@ -121,7 +144,11 @@ struct ChatExample {
 }
 
 impl ChatExample {
-    fn of(record: Record, tokenizer: &Tokenizer, template: &ChatTemplate) -> Result<Self, TaskEvalError> {
+    fn of(
+        record: Record,
+        tokenizer: &Tokenizer,
+        template: &ChatTemplate,
+    ) -> Result<Self, TaskEvalError> {
         let location = record.location.to_string();
         let fail = |message: &str| TaskEvalError::Example {
             location: location.clone(),
@@ -133,7 +160,9 @@ impl ChatExample {
                  assistant answer (messages, or prompt and completion)",
             ));
         };
-        let Some((gold, context)) = messages.split_last().filter(|(m, _)| m.role == Role::Assistant)
+        let Some((gold, context)) = messages
+            .split_last()
+            .filter(|(m, _)| m.role == Role::Assistant)
         else {
             return Err(fail("does not end with an assistant turn, the gold answer"));
         };
@@ -181,7 +210,11 @@ pub fn draft<B: Backend>(
     origin: &str,
     mut on_example: impl FnMut(usize),
 ) -> Result<DraftReport, TaskEvalError> {
-    let ChatTask { tokenizer, template, max_new_tokens } = *task;
+    let ChatTask {
+        tokenizer,
+        template,
+        max_new_tokens,
+    } = *task;
     let mut tally = DraftTally::default();
     let mut examples = 0;
     for record in records {
@@ -190,9 +223,14 @@ pub fn draft<B: Backend>(
             location: example.location.clone(),
             message: e.to_string(),
         };
-        let generation =
-            generate_greedy(target, &example.prompt, max_new_tokens, |id| tokenizer.is_eog(id), |_| {})
-                .map_err(fail)?;
+        let generation = generate_greedy(
+            target,
+            &example.prompt,
+            max_new_tokens,
+            |id| tokenizer.is_eog(id),
+            |_| {},
+        )
+        .map_err(fail)?;
         let mut continuation = generation.tokens;
         if let StopReason::EndOfGeneration(token) = generation.stop {
             continuation.push(token);
@@ -212,7 +250,13 @@ pub fn draft<B: Backend>(
 }
 
 /// Scores one answer against its gold text.
-pub fn score(location: String, gold: &str, prediction: String, mean_logprob: f64, tokens: usize) -> Prediction {
+pub fn score(
+    location: String,
+    gold: &str,
+    prediction: String,
+    mean_logprob: f64,
+    tokens: usize,
+) -> Prediction {
     let exact = prediction.trim() == gold.trim();
     let (json_valid, fields) = match serde_json::from_str::<Value>(gold.trim()) {
         Ok(Value::Object(gold_fields)) => {
@@ -251,7 +295,9 @@ fn same_value(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
         }
         _ => a == b,
     }
@@ -261,9 +307,16 @@ pub fn summarize(predictions: Vec<Prediction>) -> TaskReport {
     let examples = predictions.len();
     let share = |hits: usize, of: usize| hits as f64 / of as f64;
     let exact_match = share(predictions.iter().filter(|p| p.exact).count(), examples);
-    let json: Vec<&Prediction> = predictions.iter().filter(|p| p.json_valid.is_some()).collect();
-    let json_valid = (!json.is_empty())
-        .then(|| share(json.iter().filter(|p| p.json_valid == Some(true)).count(), json.len()));
+    let json: Vec<&Prediction> = predictions
+        .iter()
+        .filter(|p| p.json_valid.is_some())
+        .collect();
+    let json_valid = (!json.is_empty()).then(|| {
+        share(
+            json.iter().filter(|p| p.json_valid == Some(true)).count(),
+            json.len(),
+        )
+    });
     let mut per_field: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for prediction in &predictions {
         for (field, &hit) in &prediction.fields {
@@ -272,14 +325,19 @@ pub fn summarize(predictions: Vec<Prediction>) -> TaskReport {
             entry.1 += 1;
         }
     }
-    let (hits, total) = per_field.values().fold((0, 0), |(h, t), &(fh, ft)| (h + fh, t + ft));
+    let (hits, total) = per_field
+        .values()
+        .fold((0, 0), |(h, t), &(fh, ft)| (h + fh, t + ft));
     TaskReport {
         examples,
         exact_match,
         json_examples: json.len(),
         json_valid,
         field_accuracy: (total > 0).then(|| share(hits, total)),
-        per_field: per_field.into_iter().map(|(k, (h, t))| (k, share(h, t))).collect(),
+        per_field: per_field
+            .into_iter()
+            .map(|(k, (h, t))| (k, share(h, t)))
+            .collect(),
         tokens_per_s: None,
         predictions,
     }
@@ -292,14 +350,30 @@ mod tests {
     #[test]
     fn json_answers_are_scored_field_by_field_with_numbers_by_value() {
         let gold = r#"{"total": 243, "city": "Oslo", "names": ["Ana", "Bo"]}"#;
-        let p = score("a:1".into(), gold, r#"{"total": 243.0, "city": "Porto", "names": ["Ana", "Bo"]}"#.into(), -0.5, 9);
+        let p = score(
+            "a:1".into(),
+            gold,
+            r#"{"total": 243.0, "city": "Porto", "names": ["Ana", "Bo"]}"#.into(),
+            -0.5,
+            9,
+        );
         assert!(!p.exact);
         assert_eq!(p.json_valid, Some(true));
         assert_eq!(
             p.fields,
-            BTreeMap::from([("city".into(), false), ("names".into(), true), ("total".into(), true)])
+            BTreeMap::from([
+                ("city".into(), false),
+                ("names".into(), true),
+                ("total".into(), true)
+            ])
         );
-        let broken = score("a:2".into(), gold, r#"{"total": 243, "city": "#.into(), -1.0, 5);
+        let broken = score(
+            "a:2".into(),
+            gold,
+            r#"{"total": 243, "city": "#.into(),
+            -1.0,
+            5,
+        );
         assert_eq!(broken.json_valid, Some(false));
         assert!(broken.fields.values().all(|&hit| !hit));
         let same = score("a:3".into(), gold, format!(" {gold}\n"), -0.1, 12);

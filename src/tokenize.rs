@@ -19,7 +19,8 @@ pub enum TokenizeError {
 pub fn load_tokenizer(source: &ModelSource) -> Result<Tokenizer, TokenizeError> {
     match source {
         ModelSource::Gguf(path) => {
-            let file = GgufFile::open(path).map_err(|e| TokenizeError::Gguf(path.display().to_string(), e))?;
+            let file = GgufFile::open(path)
+                .map_err(|e| TokenizeError::Gguf(path.display().to_string(), e))?;
             Ok(Tokenizer::from_gguf(&file)?)
         }
         ModelSource::HfDir(dir) => Ok(Tokenizer::from_hf_dir(dir)?),
@@ -28,12 +29,23 @@ pub fn load_tokenizer(source: &ModelSource) -> Result<Tokenizer, TokenizeError> 
 
 /// Token ids with no BOS/EOS added; `parse_special` reads `<|im_start|>`-style
 /// texts as their special tokens.
-pub fn tokenize(tokenizer: &Tokenizer, text: &str, parse_special: bool) -> Result<Vec<u32>, TokenizeError> {
-    let options = EncodeOptions { add_special: false, parse_special };
+pub fn tokenize(
+    tokenizer: &Tokenizer,
+    text: &str,
+    parse_special: bool,
+) -> Result<Vec<u32>, TokenizeError> {
+    let options = EncodeOptions {
+        add_special: false,
+        parse_special,
+    };
     Ok(tokenizer.encode(text, options)?)
 }
 
-pub fn render_json(tokenizer: &Tokenizer, source: &ModelSource, ids: &[u32]) -> Result<Json, TokenizeError> {
+pub fn render_json(
+    tokenizer: &Tokenizer,
+    source: &ModelSource,
+    ids: &[u32],
+) -> Result<Json, TokenizeError> {
     let pieces = ids
         .iter()
         .map(|&id| Ok(String::from_utf8_lossy(&tokenizer.token_to_piece(id, true)?).into_owned()))

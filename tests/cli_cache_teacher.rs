@@ -10,14 +10,31 @@ use serde_json::Value;
 #[test]
 fn the_cache_holds_every_trained_position_compactly() {
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl")).unwrap();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/train.jsonl"),
+    )
+    .unwrap();
     let data = dir.path().join("train.jsonl");
-    std::fs::write(&data, shipped.lines().take(12).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    std::fs::write(
+        &data,
+        shipped.lines().take(12).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
     let out = dir.path().join("cache");
     let teacher = reference_model();
     let args = [
-        "cache-teacher", "--teacher", teacher.to_str().unwrap(), "--data", data.to_str().unwrap(),
-        "--top-k", "64", "--out", out.to_str().unwrap(), "--max-length", "256", "--json",
+        "cache-teacher",
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--top-k",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+        "--max-length",
+        "256",
+        "--json",
     ];
     let output = decant(&args);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -26,13 +43,29 @@ fn the_cache_holds_every_trained_position_compactly() {
     assert_eq!(manifest["documents"], 12);
     assert_eq!(manifest["vocab"], 49152);
     // The trained positions are the assistant answers, as `data stats` counts them.
-    let stats = decant(&["data", "stats", "--data", data.to_str().unwrap(), "--model", teacher.to_str().unwrap(), "--max-length", "256", "--json"]);
+    let stats = decant(&[
+        "data",
+        "stats",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        teacher.to_str().unwrap(),
+        "--max-length",
+        "256",
+        "--json",
+    ]);
     let stats: Value = serde_json::from_str(&stdout(&stats)).unwrap();
     assert_eq!(manifest["positions"], stats["stats"]["trained_tokens"]);
-    assert!(manifest["bytes_per_position"].as_f64().unwrap() < 100.0, "{manifest}");
+    assert!(
+        manifest["bytes_per_position"].as_f64().unwrap() < 100.0,
+        "{manifest}"
+    );
     let quality = &manifest["quality"];
     assert!(quality["mean_rest"].as_f64().unwrap() < 0.2, "{quality}");
-    assert!(quality["max_abs_error"].as_f64().unwrap() < 0.05, "{quality}");
+    assert!(
+        quality["max_abs_error"].as_f64().unwrap() < 0.05,
+        "{quality}"
+    );
     for file in ["manifest.json", "permutation.bin", "shard-00000.dlc"] {
         assert!(out.join(file).is_file(), "{file}");
     }
@@ -40,7 +73,11 @@ fn the_cache_holds_every_trained_position_compactly() {
 
     let again = decant(&args);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
@@ -51,10 +88,21 @@ fn a_top_k_beyond_the_vocabulary_is_refused() {
     let teacher = reference_model();
     let out = dir.path().join("cache");
     let output = decant(&[
-        "cache-teacher", "--teacher", teacher.to_str().unwrap(), "--data", data.to_str().unwrap(),
-        "--top-k", "50000", "--out", out.to_str().unwrap(),
+        "cache-teacher",
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--top-k",
+        "50000",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("top-k = 50000: expected 1 to the teacher's vocabulary of 49152"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("top-k = 50000: expected 1 to the teacher's vocabulary of 49152"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!out.exists());
 }

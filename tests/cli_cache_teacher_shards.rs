@@ -130,7 +130,11 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if path.is_dir() {
-            found.extend(files(&path).into_iter().map(|(n, b)| (format!("{name}/{n}"), b)));
+            found.extend(
+                files(&path)
+                    .into_iter()
+                    .map(|(n, b)| (format!("{name}/{n}"), b)),
+            );
         } else {
             found.insert(name, std::fs::read(&path).unwrap());
         }
@@ -152,7 +156,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn parts(out: &Path) -> PathBuf {
-    out.with_file_name(format!("{}.parts", out.file_name().unwrap().to_string_lossy()))
+    out.with_file_name(format!(
+        "{}.parts",
+        out.file_name().unwrap().to_string_lossy()
+    ))
 }
 
 #[test]
@@ -185,7 +192,12 @@ fn three_ranks_merge_into_the_cache_one_process_writes_byte_for_byte() {
     let written: Vec<String> = files(&part).into_keys().collect();
     assert_eq!(
         written,
-        ["part.json", "permutation.bin", "shard-00001.dlc", "shard-00002.dlc"]
+        [
+            "part.json",
+            "permutation.bin",
+            "shard-00001.dlc",
+            "shard-00002.dlc"
+        ]
     );
 
     // A finished rank is not run again.
@@ -194,13 +206,22 @@ fn three_ranks_merge_into_the_cache_one_process_writes_byte_for_byte() {
     let merged = succeeds(&merge_args(&sharded));
     assert_eq!(merged["merged_before"], false);
     assert_eq!(merged["manifest"]["documents"], DOCUMENTS);
-    assert!(!parts(&sharded).exists(), "the parts are removed once merged");
+    assert!(
+        !parts(&sharded).exists(),
+        "the parts are removed once merged"
+    );
     assert!(!dir.path().join("sharded.partial").exists());
     let (one, many) = (files(&single), files(&sharded));
-    assert_eq!(one.keys().collect::<Vec<_>>(), many.keys().collect::<Vec<_>>());
+    assert_eq!(
+        one.keys().collect::<Vec<_>>(),
+        many.keys().collect::<Vec<_>>()
+    );
     assert_eq!(many.keys().filter(|n| n.starts_with("shard-")).count(), 5);
     for (name, bytes) in &one {
-        assert!(&many[name] == bytes, "{name} differs from the single process's");
+        assert!(
+            &many[name] == bytes,
+            "{name} differs from the single process's"
+        );
     }
 
     // After the merge, a merge or a rank again is a no-op.
@@ -254,7 +275,9 @@ fn the_merge_names_the_parts_that_do_not_make_one_cache() {
     let message = fails(&merge_args(&overlapping));
     assert!(
         message.contains("overlapping.parts/rank-00000-of-00002: covers documents 0..16, and")
-            && message.contains("overlapping.parts/rank-00000-of-00003 covers 0..8: documents 0..8 are in both"),
+            && message.contains(
+                "overlapping.parts/rank-00000-of-00003 covers 0..8: documents 0..8 are in both"
+            ),
         "{message}"
     );
 
@@ -283,7 +306,11 @@ fn the_merge_names_the_parts_that_do_not_make_one_cache() {
     );
 
     for out in [&missing, &overlapping, &other_k, &corrupted] {
-        assert!(!out.exists(), "{} was written from bad parts", out.display());
+        assert!(
+            !out.exists(),
+            "{} was written from bad parts",
+            out.display()
+        );
         assert!(parts(out).is_dir(), "a refused merge keeps the parts");
     }
     assert!(fails(&merge_args(&dir.path().join("none"))).contains("none.parts: does not exist"));
@@ -293,17 +320,26 @@ fn the_merge_names_the_parts_that_do_not_make_one_cache() {
 /// flow sequence of quoted strings, which is JSON).
 fn job_args(file: &str) -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("deploy/kubernetes").join(file)).unwrap();
-    let lines: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("args: ")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("args: "))
+        .collect();
     assert_eq!(lines.len(), 1, "{file}: one args line");
-    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{file}: args is not a list of strings: {e}"))
+    serde_json::from_str(lines[0])
+        .unwrap_or_else(|e| panic!("{file}: args is not a list of strings: {e}"))
 }
 
 fn yaml_number(file: &str, key: &str) -> u32 {
     let text = std::fs::read_to_string(repo().join("deploy/kubernetes").join(file)).unwrap();
-    let value = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")).map(str::to_owned));
-    value.unwrap_or_else(|| panic!("{file}: no {key}")).parse().unwrap()
+    let value = text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(&format!("{key}: "))
+            .map(str::to_owned)
+    });
+    value
+        .unwrap_or_else(|| panic!("{file}: no {key}"))
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -342,8 +378,10 @@ fn the_kubernetes_jobs_cache_and_merge_as_written() {
     );
     let merged = decant(&mounted(merge, 0));
     assert!(merged.status.success(), "{}", stderr(&merged));
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("teacher-cache/manifest.json")).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("teacher-cache/manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["documents"], 12);
     assert_eq!(manifest["k"], at("--top-k").parse::<u32>().unwrap());
 }
@@ -371,8 +409,16 @@ fn the_slurm_array_caches_and_merges_as_written() {
         submit.contains("--dependency=afterok:"),
         "the merge waits for every rank"
     );
-    for file in ["cache-teacher.sbatch", "cache-teacher-merge.sbatch", "submit.sh"] {
-        let syntax = Command::new("bash").arg("-n").arg(slurm(file)).output().unwrap();
+    for file in [
+        "cache-teacher.sbatch",
+        "cache-teacher-merge.sbatch",
+        "submit.sh",
+    ] {
+        let syntax = Command::new("bash")
+            .arg("-n")
+            .arg(slurm(file))
+            .output()
+            .unwrap();
         assert!(syntax.status.success(), "{file}: {}", stderr(&syntax));
     }
 
@@ -397,7 +443,12 @@ fn the_slurm_array_caches_and_merges_as_written() {
     }
     let merged = job("cache-teacher-merge.sbatch", None);
     assert!(merged.status.success(), "{}", stderr(&merged));
-    assert!(stdout(&merged).contains("merged top-8 over"), "{}", stdout(&merged));
-    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(
+        stdout(&merged).contains("merged top-8 over"),
+        "{}",
+        stdout(&merged)
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["documents"], 12);
 }

@@ -38,7 +38,11 @@ fn losses(stage: &Path) -> Vec<f64> {
     std::fs::read_to_string(stage.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -68,12 +72,18 @@ fn distill_prunes_the_teacher_trains_and_writes_a_student_the_other_commands_rea
     let influence = report["layer_influence"].as_array().unwrap();
     assert_eq!(influence.len(), 30);
     // The two kept layers are the two most influential.
-    let mut ranked: Vec<(f64, usize)> =
-        influence.iter().enumerate().map(|(i, v)| (v.as_f64().unwrap(), i)).collect();
+    let mut ranked: Vec<(f64, usize)> = influence
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.as_f64().unwrap(), i))
+        .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut top: Vec<usize> = ranked[..2].iter().map(|&(_, i)| i).collect();
     top.sort_unstable();
-    let kept: Vec<usize> = layers.iter().map(|l| l.as_u64().unwrap() as usize).collect();
+    let kept: Vec<usize> = layers
+        .iter()
+        .map(|l| l.as_u64().unwrap() as usize)
+        .collect();
     assert_eq!(kept, top);
 
     let stage = run.join("distill");
@@ -91,8 +101,14 @@ fn distill_prunes_the_teacher_trains_and_writes_a_student_the_other_commands_rea
     // The student is a Hugging Face directory every MODEL argument accepts.
     let student = stage.join("student");
     let inspect = decant(&[
-        "generate", "--model", student.to_str().unwrap(), "--prompt", "Invoice", "--max-tokens",
-        "3", "--json",
+        "generate",
+        "--model",
+        student.to_str().unwrap(),
+        "--prompt",
+        "Invoice",
+        "--max-tokens",
+        "3",
+        "--json",
     ]);
     assert!(inspect.status.success(), "{}", stderr(&inspect));
 
@@ -119,7 +135,12 @@ fn a_killed_stage_resumes_to_the_uninterrupted_result() {
 
     let killed = dir.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
-        .args(["distill", recipe.to_str().unwrap(), "--out", killed.to_str().unwrap()])
+        .args([
+            "distill",
+            recipe.to_str().unwrap(),
+            "--out",
+            killed.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -135,11 +156,18 @@ fn a_killed_stage_resumes_to_the_uninterrupted_result() {
 
     let refused = distill(&recipe, &killed, &[]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr(&refused).contains("--resume"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--resume"),
+        "{}",
+        stderr(&refused)
+    );
 
     let resumed = distill(&recipe, &killed, &["--resume"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    let (a, b) = (losses(&whole.join("distill")), losses(&killed.join("distill")));
+    let (a, b) = (
+        losses(&whole.join("distill")),
+        losses(&killed.join("distill")),
+    );
     assert_eq!(a.len(), 6);
     assert_eq!(b.len(), 6);
     for (step, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -154,19 +182,19 @@ fn a_killed_stage_resumes_to_the_uninterrupted_result() {
 #[test]
 fn recipes_the_stage_cannot_run_are_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases = [
-        (
-            "kind = \"layers\"\nlayers = [0]",
-            "",
-            "[train] min_lr: the linear schedule decays to 0",
-        ),
-    ];
+    let cases = [(
+        "kind = \"layers\"\nlayers = [0]",
+        "",
+        "[train] min_lr: the linear schedule decays to 0",
+    )];
     for (student, extra, expected) in cases {
         let recipe = recipe(dir.path(), student, 2, extra);
         // Keys the shared recipe sets already are changed in place.
         let text = std::fs::read_to_string(&recipe).unwrap();
         let text = match expected {
-            e if e.contains("linear") => text.replace("schedule = \"cosine\"", "schedule = \"linear\""),
+            e if e.contains("linear") => {
+                text.replace("schedule = \"cosine\"", "schedule = \"linear\"")
+            }
             _ => text,
         };
         std::fs::write(&recipe, text).unwrap();
@@ -193,8 +221,10 @@ fn a_cached_teacher_is_cached_once_and_trained_from() {
     assert!(output.status.success(), "{}", stderr(&output));
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(report["objective"], "forward_kl (alpha 0.5, cached top-64)");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("teacher-cache/manifest.json")).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("teacher-cache/manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["k"], 64);
     assert_eq!(manifest["documents"], 24);
     let per_position = manifest["bytes_per_position"].as_f64().unwrap();
@@ -204,7 +234,10 @@ fn a_cached_teacher_is_cached_once_and_trained_from() {
     assert!(metrics.iter().all(|l| l.is_finite()));
     let again = distill(&recipe, &run, &[]);
     assert!(again.status.success(), "{}", stderr(&again));
-    assert_eq!(serde_json::from_str::<Value>(&stdout(&again)).unwrap()["reused"], true);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&again)).unwrap()["reused"],
+        true
+    );
 }
 
 /// On-policy batches (GKD's lambda) from the recipe: the student answers the
@@ -223,7 +256,10 @@ fn on_policy_distillation_runs_from_the_recipe() {
     let output = distill(&recipe, &run, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!(report["objective"], "forward_kl (alpha 0.5, on-policy lambda 1)");
+    assert_eq!(
+        report["objective"],
+        "forward_kl (alpha 0.5, on-policy lambda 1)"
+    );
     let metrics: Vec<Value> = std::fs::read_to_string(run.join("distill/metrics.jsonl"))
         .unwrap()
         .lines()
@@ -243,22 +279,36 @@ fn a_student_with_another_tokenizer_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let student = dir.path().join("student");
     let exported = decant(&[
-        "export", "--model", reference_model().to_str().unwrap(), "--format", "safetensors",
-        "--out", student.to_str().unwrap(),
+        "export",
+        "--model",
+        reference_model().to_str().unwrap(),
+        "--format",
+        "safetensors",
+        "--out",
+        student.to_str().unwrap(),
     ]);
     assert!(exported.status.success(), "{}", stderr(&exported));
     let student_recipe = |steps| {
-        recipe(dir.path(), &format!("kind = \"model\"\nmodel = \"{}\"", student.display()), steps, "")
+        recipe(
+            dir.path(),
+            &format!("kind = \"model\"\nmodel = \"{}\"", student.display()),
+            steps,
+            "",
+        )
     };
     // The same tokenizer in the other format is accepted.
     let same = distill(&student_recipe(1), &dir.path().join("same"), &[]);
     assert!(same.status.success(), "{}", stderr(&same));
     // Another tokenizer: two tokens trade ids.
     let path = student.join("tokenizer.json");
-    let mut tokenizer: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut tokenizer: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let vocab = tokenizer["model"]["vocab"].as_object_mut().unwrap();
     let (a, b) = {
-        let mut by_id: Vec<(&String, u64)> = vocab.iter().map(|(k, v)| (k, v.as_u64().unwrap())).collect();
+        let mut by_id: Vec<(&String, u64)> = vocab
+            .iter()
+            .map(|(k, v)| (k, v.as_u64().unwrap()))
+            .collect();
         by_id.sort_by_key(|&(_, id)| id);
         (by_id[300].0.clone(), by_id[301].0.clone())
     };
@@ -270,5 +320,8 @@ fn a_student_with_another_tokenizer_is_refused() {
     let output = distill(&student_recipe(2), &dir.path().join("run"), &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let err = stderr(&output);
-    assert!(err.contains("have different tokenizers (token 300 is"), "{err}");
+    assert!(
+        err.contains("have different tokenizers (token 300 is"),
+        "{err}"
+    );
 }

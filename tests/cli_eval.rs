@@ -192,7 +192,8 @@ fn data_errors_name_the_file() {
 fn kl_divergence_and_same_top_match_llama_perplexity() {
     let golden_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/goldens/kld/smollm2_q4_k_m_ctx128_llamacpp.json");
-    let theirs: Value = serde_json::from_str(&std::fs::read_to_string(golden_path).unwrap()).unwrap();
+    let theirs: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden_path).unwrap()).unwrap();
     let teacher = mix_common::reference_f32_copy();
     let dir = tempfile::tempdir().unwrap();
     // decant's q4_k_m is llama_model_quantize's byte for byte (tests/cli_quantize.rs).
@@ -282,7 +283,13 @@ fn extraction_examples(dir: &std::path::Path, n: usize) -> (PathBuf, Vec<Value>)
     let lines: Vec<&str> = shipped.lines().take(n).collect();
     let path = dir.join("eval.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    (path, lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect())
+    (
+        path,
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
 }
 
 #[test]
@@ -292,8 +299,16 @@ fn exact_match_generates_each_answer_as_generate_chat_does_and_scores_it() {
     let dir = tempfile::tempdir().unwrap();
     let (data, records) = extraction_examples(dir.path(), 3);
     let out = decant(&[
-        "eval", "--model", model, "--data", data.to_str().unwrap(), "--metrics", "exact",
-        "--max-new-tokens", "48", "--json",
+        "eval",
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--metrics",
+        "exact",
+        "--max-new-tokens",
+        "48",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -310,8 +325,15 @@ fn exact_match_generates_each_answer_as_generate_chat_does_and_scores_it() {
         hits += usize::from(prediction["exact"].as_bool().unwrap());
         // The same answer as `decant generate --chat` gives the user turn.
         let generated = decant(&[
-            "generate", "--model", model, "--chat", "--prompt",
-            messages[0]["content"].as_str().unwrap(), "--max-tokens", "48", "--json",
+            "generate",
+            "--model",
+            model,
+            "--chat",
+            "--prompt",
+            messages[0]["content"].as_str().unwrap(),
+            "--max-tokens",
+            "48",
+            "--json",
         ]);
         assert!(generated.status.success(), "{}", stderr(&generated));
         let generated: Value = serde_json::from_str(&stdout(&generated)).unwrap();
@@ -319,10 +341,8 @@ fn exact_match_generates_each_answer_as_generate_chat_does_and_scores_it() {
     }
     assert!((exact["exact_match"].as_f64().unwrap() - hits as f64 / 3.0).abs() < 1e-12);
     let fields = exact["per_field"].as_object().unwrap();
-    let gold: Value = serde_json::from_str(
-        records[0]["messages"][1]["content"].as_str().unwrap(),
-    )
-    .unwrap();
+    let gold: Value =
+        serde_json::from_str(records[0]["messages"][1]["content"].as_str().unwrap()).unwrap();
     for key in gold.as_object().unwrap().keys() {
         assert!(fields.contains_key(key), "{key}");
     }
@@ -335,14 +355,37 @@ fn exact_match_needs_conversations_and_runs_alone() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("text.jsonl");
     std::fs::write(&text, "{\"text\": \"no answer here\"}\n").unwrap();
-    let out = decant(&["eval", "--model", model, "--data", text.to_str().unwrap(), "--metrics", "exact"]);
+    let out = decant(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        text.to_str().unwrap(),
+        "--metrics",
+        "exact",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains(&format!("{}:1", text.display())) && err.contains("plain text"), "{err}");
+    assert!(
+        err.contains(&format!("{}:1", text.display())) && err.contains("plain text"),
+        "{err}"
+    );
 
-    let out = decant(&["eval", "--model", model, "--data", text.to_str().unwrap(), "--metrics", "exact,ppl"]);
+    let out = decant(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        text.to_str().unwrap(),
+        "--metrics",
+        "exact,ppl",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("evaluate them in separate runs"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("evaluate them in separate runs"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The student drafting for itself accepts everything: k + 1 tokens per step
@@ -354,8 +397,18 @@ fn draft_acceptance_of_the_teacher_as_its_own_draft_is_total() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _) = extraction_examples(dir.path(), 2);
     let out = decant(&[
-        "eval", "--model", model, "--teacher", model, "--data", data.to_str().unwrap(),
-        "--metrics", "draft", "--max-new-tokens", "24", "--json",
+        "eval",
+        "--model",
+        model,
+        "--teacher",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--metrics",
+        "draft",
+        "--max-new-tokens",
+        "24",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -368,11 +421,28 @@ fn draft_acceptance_of_the_teacher_as_its_own_draft_is_total() {
     for figure in lengths {
         assert_eq!(figure["acceptance_rate"], 1.0, "{figure}");
     }
-    assert_eq!(lengths[0]["tokens_per_step"].as_f64().unwrap() >= 1.9, true, "{}", lengths[0]);
+    assert_eq!(
+        lengths[0]["tokens_per_step"].as_f64().unwrap() >= 1.9,
+        true,
+        "{}",
+        lengths[0]
+    );
 
-    let out = decant(&["eval", "--model", model, "--data", data.to_str().unwrap(), "--metrics", "draft"]);
+    let out = decant(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--metrics",
+        "draft",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("pass --teacher MODEL"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pass --teacher MODEL"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Conversations are scored as training renders them: through the chat
@@ -385,17 +455,34 @@ fn perplexity_of_conversations_scores_the_tokens_training_sees() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = extraction_examples(dir.path(), 12);
     let data = path.to_str().unwrap();
-    let out = decant(&["eval", "--model", model, "--data", data, "--metrics", "ppl,kld", "--teacher", model, "--json"]);
+    let out = decant(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--metrics",
+        "ppl,kld",
+        "--teacher",
+        model,
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let stats = decant(&["data", "stats", "--data", data, "--model", model, "--json"]);
     assert!(stats.status.success(), "{}", stderr(&stats));
     let stats: Value = serde_json::from_str(&stdout(&stats)).unwrap();
     assert_eq!(report["tokens"], stats["stats"]["tokens"], "{report}");
-    assert_eq!(report["trained_tokens"], stats["stats"]["trained_tokens"], "{report}");
+    assert_eq!(
+        report["trained_tokens"], stats["stats"]["trained_tokens"],
+        "{report}"
+    );
     assert_eq!(report["documents"], 12);
     let ppl = report["ppl"]["value"].as_f64().unwrap();
     assert!(ppl > 1.0 && ppl < 50.0, "{ppl}");
     // Against itself, the model diverges by float noise only.
-    assert!(report["kld"]["mean"].as_f64().unwrap().abs() < 1e-6, "{report}");
+    assert!(
+        report["kld"]["mean"].as_f64().unwrap().abs() < 1e-6,
+        "{report}"
+    );
 }

@@ -37,7 +37,16 @@ types = ["q8_0"]
 }
 
 fn run(recipe: &Path, out: &Path, extra: &[&str]) -> Output {
-    let args = [&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()], extra].concat();
+    let args = [
+        &[
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        extra,
+    ]
+    .concat();
     decant(&args)
 }
 
@@ -47,7 +56,12 @@ fn run_limited(kib: u64, recipe: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg("-c")
         .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_decant"))
-        .args(["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .args(extra)
         .output()
         .unwrap()
@@ -62,8 +76,14 @@ fn sha256(path: &Path) -> String {
 fn assert_out_of_room(output: &Output, file_in: &str) {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
     let message = stderr(output);
-    let line = message.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{message}"));
-    assert!(line.contains("File too large") && line.contains(file_in), "{line}");
+    let line = message
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(
+        line.contains("File too large") && line.contains(file_in),
+        "{line}"
+    );
 }
 
 struct Setup {
@@ -81,12 +101,22 @@ fn setup() -> Setup {
     let whole = root.join("whole");
     let output = run(&recipe, &whole, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
-    Setup { _dir: dir, root, recipe, whole }
+    Setup {
+        _dir: dir,
+        root,
+        recipe,
+        whole,
+    }
 }
 
 #[test]
 fn a_full_disk_while_caching_the_teacher_leaves_no_cache_and_a_rerun_finishes() {
-    let Setup { _dir, root, recipe, whole } = setup();
+    let Setup {
+        _dir,
+        root,
+        recipe,
+        whole,
+    } = setup();
     let out = root.join("run");
     let full = run_limited(16, &recipe, &out, &[]);
     assert_out_of_room(&full, "teacher-cache.partial/");
@@ -98,10 +128,20 @@ fn a_full_disk_while_caching_the_teacher_leaves_no_cache_and_a_rerun_finishes() 
 
 #[test]
 fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
-    let Setup { _dir, root, recipe, whole } = setup();
+    let Setup {
+        _dir,
+        root,
+        recipe,
+        whole,
+    } = setup();
     let out = root.join("run");
     let mut first = Command::new(env!("CARGO_BIN_EXE_decant"))
-        .args(["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -126,8 +166,16 @@ fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
     // Room for the weights (~6 MB) but not for the optimizer state (~13 MB).
     let full = run_limited(8 * 1024, &recipe, &out, &["--resume"]);
     assert_out_of_room(&full, "optimizer.safetensors");
-    for file in ["model.safetensors", "optimizer.safetensors", "trainer_state.json"] {
-        assert_eq!(sha256(&kept.join(file)), sha256(&whole.join("distill/checkpoints").join(&newest).join(file)), "{file}");
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        assert_eq!(
+            sha256(&kept.join(file)),
+            sha256(&whole.join("distill/checkpoints").join(&newest).join(file)),
+            "{file}"
+        );
     }
     assert!(!out.join("distill/student").exists());
 
@@ -138,7 +186,12 @@ fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn a_full_disk_while_exporting_leaves_the_trained_student_and_no_export() {
-    let Setup { _dir, root, recipe, whole } = setup();
+    let Setup {
+        _dir,
+        root,
+        recipe,
+        whole,
+    } = setup();
     let out = root.join("run");
     let trained = run(&recipe, &out, &["--until", "qat"]);
     assert!(trained.status.success(), "{}", stderr(&trained));

@@ -19,8 +19,23 @@ fn help_lists_only_working_commands() {
     assert_eq!(
         commands,
         [
-            "cache-teacher", "data", "distill", "eval", "export", "generate", "help", "imatrix", "inspect", "label", "logits",
-            "publish", "qat", "quantize", "recipe", "run", "tokenize"
+            "cache-teacher",
+            "data",
+            "distill",
+            "eval",
+            "export",
+            "generate",
+            "help",
+            "imatrix",
+            "inspect",
+            "label",
+            "logits",
+            "publish",
+            "qat",
+            "quantize",
+            "recipe",
+            "run",
+            "tokenize"
         ],
         "{help}"
     );

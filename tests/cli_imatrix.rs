@@ -81,7 +81,9 @@ fn importance_matrix_matches_llama_imatrix() {
     assert_eq!(keys(&ours), keys(&theirs), "metadata");
     assert_eq!(
         summary["chunks"].as_u64(),
-        theirs.get("imatrix.chunk_count").and_then(GgufValue::as_u64)
+        theirs
+            .get("imatrix.chunk_count")
+            .and_then(GgufValue::as_u64)
     );
     let layout = |f: &GgufFile| -> Vec<(String, Vec<u64>)> {
         f.tensors()
@@ -89,7 +91,11 @@ fn importance_matrix_matches_llama_imatrix() {
             .map(|t| (t.name.clone(), t.shape.clone()))
             .collect()
     };
-    assert_eq!(layout(&ours), layout(&theirs), "tensor names, order and shapes");
+    assert_eq!(
+        layout(&ours),
+        layout(&theirs),
+        "tensor names, order and shapes"
+    );
 
     let mut worst = (0.0f32, String::new());
     for info in theirs.tensors() {
@@ -101,7 +107,10 @@ fn importance_matrix_matches_llama_imatrix() {
         for (j, (x, y)) in a.iter().zip(&b).enumerate() {
             let relative = (x - y).abs() / y.abs().max(f32::MIN_POSITIVE);
             if relative > worst.0 {
-                worst = (relative, format!("{}[{j}]: decant {x}, llama.cpp {y}", info.name));
+                worst = (
+                    relative,
+                    format!("{}[{j}]: decant {x}, llama.cpp {y}", info.name),
+                );
             }
         }
     }
@@ -122,7 +131,10 @@ fn quantize_reads_ours_as_it_reads_llama_cpps() {
     let mut their_names: Vec<&String> = theirs.weights.keys().collect();
     their_names.sort();
     assert_eq!(names, their_names);
-    assert_eq!((ours.chunk_count, ours.datasets.as_slice()), (2, [TEXT.to_owned()].as_slice()));
+    assert_eq!(
+        (ours.chunk_count, ours.datasets.as_slice()),
+        (2, [TEXT.to_owned()].as_slice())
+    );
 
     let quantized = dir.path().join("q4_k_m.gguf");
     let model = reference_model();
@@ -141,11 +153,13 @@ fn quantize_reads_ours_as_it_reads_llama_cpps() {
     assert!(output.status.success(), "{}", stderr(&output));
     let file = GgufFile::open(&quantized).unwrap();
     assert_eq!(
-        file.get("quantize.imatrix.entries_count").and_then(GgufValue::as_u64),
+        file.get("quantize.imatrix.entries_count")
+            .and_then(GgufValue::as_u64),
         Some(210)
     );
     assert_eq!(
-        file.get("quantize.imatrix.chunks_count").and_then(GgufValue::as_u64),
+        file.get("quantize.imatrix.chunks_count")
+            .and_then(GgufValue::as_u64),
         Some(2)
     );
 }
@@ -181,5 +195,9 @@ fn a_missing_data_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let output = imatrix(&dir.path().join("i.gguf"), "no/such/file.txt", &[]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no/such/file.txt"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no/such/file.txt"),
+        "{}",
+        stderr(&output)
+    );
 }

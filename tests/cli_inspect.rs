@@ -45,7 +45,10 @@ fn reference_teacher_json_report() {
     assert_eq!(report["tokenizer"]["vocab_size"], 49152);
     assert_eq!(report["chat_template"], true);
     assert_eq!(report["metadata"]["llama.block_count"], 30);
-    assert_eq!(report["metadata"]["llama.attention.layer_norm_rms_epsilon"], 1e-5);
+    assert_eq!(
+        report["metadata"]["llama.attention.layer_norm_rms_epsilon"],
+        1e-5
+    );
     let tokens = &report["metadata"]["tokenizer.ggml.tokens"];
     assert_eq!(tokens["array_of"], "string");
     assert_eq!(tokens["len"], 49152);
@@ -65,14 +68,23 @@ fn written_file_reports_every_tensor_and_short_arrays_whole() {
     let mut w = GgufWriter::new();
     w.metadata("general.architecture", "qwen2").expect("arch");
     w.metadata("qwen2.context_length", 2048u32).expect("ctx");
-    w.metadata("tokenizer.ggml.tokens", Value::Array(Array::String(vec!["a".into(), "b".into()])))
-        .expect("tokens");
+    w.metadata(
+        "tokenizer.ggml.tokens",
+        Value::Array(Array::String(vec!["a".into(), "b".into()])),
+    )
+    .expect("tokens");
     let mut infos = w.finish_metadata();
-    infos.tensor_info("token_embd.weight", &[32, 2], GgmlType::Q8_0).expect("embd");
-    infos.tensor_info("output_norm.weight", &[32], GgmlType::F32).expect("norm");
+    infos
+        .tensor_info("token_embd.weight", &[32, 2], GgmlType::Q8_0)
+        .expect("embd");
+    infos
+        .tensor_info("output_norm.weight", &[32], GgmlType::F32)
+        .expect("norm");
     let mut data = infos.write_file(&path).expect("create");
-    data.write_tensor("token_embd.weight", &[0u8; 68]).expect("embd data");
-    data.write_tensor("output_norm.weight", &[0u8; 128]).expect("norm data");
+    data.write_tensor("token_embd.weight", &[0u8; 68])
+        .expect("embd data");
+    data.write_tensor("output_norm.weight", &[0u8; 128])
+        .expect("norm data");
     data.finish().expect("finish");
 
     let report = inspect_json(&path);
@@ -82,7 +94,10 @@ fn written_file_reports_every_tensor_and_short_arrays_whole() {
     assert_eq!(report["tokenizer"]["vocab_size"], 2);
     assert_eq!(report["tokenizer"]["model"], Json::Null);
     assert_eq!(report["chat_template"], false);
-    assert_eq!(report["metadata"]["tokenizer.ggml.tokens"], serde_json::json!(["a", "b"]));
+    assert_eq!(
+        report["metadata"]["tokenizer.ggml.tokens"],
+        serde_json::json!(["a", "b"])
+    );
     assert_eq!(
         report["types"],
         serde_json::json!([

@@ -34,8 +34,16 @@ fn greedy_labels_are_the_teachers_chat_answers() {
     let data = prompts(dir.path(), 2);
     let out = dir.path().join("labelled.jsonl");
     let output = decant(&[
-        "label", "--teacher", teacher, "--data", data.to_str().unwrap(), "--out",
-        out.to_str().unwrap(), "--max-new-tokens", "24", "--json",
+        "label",
+        "--teacher",
+        teacher,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "24",
+        "--json",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
@@ -49,15 +57,28 @@ fn greedy_labels_are_the_teachers_chat_answers() {
         assert_eq!(messages[0], original["messages"][0]);
         assert_eq!(messages[1]["role"], "assistant");
         let generated = decant(&[
-            "generate", "--model", teacher, "--chat", "--prompt",
-            messages[0]["content"].as_str().unwrap(), "--max-tokens", "24", "--json",
+            "generate",
+            "--model",
+            teacher,
+            "--chat",
+            "--prompt",
+            messages[0]["content"].as_str().unwrap(),
+            "--max-tokens",
+            "24",
+            "--json",
         ]);
         let generated: Value = serde_json::from_str(&stdout(&generated)).unwrap();
         assert_eq!(messages[1]["content"], generated["text"]);
     }
     // The labels are training data as they are.
     let stats = decant(&[
-        "data", "stats", "--data", out.to_str().unwrap(), "--model", teacher, "--json",
+        "data",
+        "stats",
+        "--data",
+        out.to_str().unwrap(),
+        "--model",
+        teacher,
+        "--json",
     ]);
     assert!(stats.status.success(), "{}", stderr(&stats));
     let stats: Value = serde_json::from_str(&stdout(&stats)).unwrap();
@@ -73,9 +94,21 @@ fn sampled_labels_repeat_for_a_seed() {
     let run = |name: &str| {
         let out = dir.path().join(name);
         let output = decant(&[
-            "label", "--teacher", teacher, "--data", data.to_str().unwrap(), "--out",
-            out.to_str().unwrap(), "--max-new-tokens", "12", "--temperature", "0.8", "--top-p",
-            "0.95", "--seed", "4",
+            "label",
+            "--teacher",
+            teacher,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-new-tokens",
+            "12",
+            "--temperature",
+            "0.8",
+            "--top-p",
+            "0.95",
+            "--seed",
+            "4",
         ]);
         assert!(output.status.success(), "{}", stderr(&output));
         std::fs::read(out).unwrap()
@@ -96,20 +129,43 @@ fn a_bad_prompt_is_named_and_leaves_no_output() {
     .unwrap();
     let out = dir.path().join("labelled.jsonl");
     let output = decant(&[
-        "label", "--teacher", teacher, "--data", data.to_str().unwrap(), "--out",
-        out.to_str().unwrap(), "--max-new-tokens", "4",
+        "label",
+        "--teacher",
+        teacher,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
     ]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains(&format!("{}:2", data.display())) && err.contains("no user turn"), "{err}");
+    assert!(
+        err.contains(&format!("{}:2", data.display())) && err.contains("no user turn"),
+        "{err}"
+    );
     assert!(!out.exists());
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 
     let output = decant(&[
-        "label", "--teacher", teacher, "--data", data.to_str().unwrap(), "--out",
-        out.to_str().unwrap(), "--temperature=-1",
+        "label",
+        "--teacher",
+        teacher,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--temperature=-1",
     ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("--temperature -1"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--temperature -1"),
+        "{}",
+        stderr(&output)
+    );
 }

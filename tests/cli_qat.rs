@@ -24,8 +24,18 @@ fn recipe(root: &Path, mix: &str, qat_extra: &str) -> PathBuf {
 }
 
 fn stage(command: &str, recipe: &Path, out: &Path) -> Value {
-    let output = decant(&[command, recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"]);
-    assert!(output.status.success(), "decant {command}: {}", stderr(&output));
+    let output = decant(&[
+        command,
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "decant {command}: {}",
+        stderr(&output)
+    );
     serde_json::from_str(&stdout(&output)).expect("one JSON object")
 }
 
@@ -34,12 +44,20 @@ fn logits(model: &Transformer<CpuBackend>) -> Vec<f32> {
         TensorData::new(TOKENS.to_vec(), [1, TOKENS.len()]),
         &Default::default(),
     );
-    model.forward(tokens).into_data().convert::<f32>().into_vec().unwrap()
+    model
+        .forward(tokens)
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -47,7 +65,10 @@ fn the_exported_gguf_computes_what_qat_trained() {
     let python = python();
     // The second run distils from the full-precision student, with the
     // clipped estimator: the rounding the export writes is the same.
-    for (mix, options) in [("q4_0", ""), ("q4_k_m", "reference = \"student\"\nste = \"clipped\"")] {
+    for (mix, options) in [
+        ("q4_0", ""),
+        ("q4_k_m", "reference = \"student\"\nste = \"clipped\""),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let recipe = recipe(dir.path(), mix, options);
         let run = dir.path().join("run");
@@ -55,14 +76,28 @@ fn the_exported_gguf_computes_what_qat_trained() {
         let report = stage("qat", &recipe, &run);
         assert_eq!(report["type"], mix);
         assert_eq!(report["steps"], 3);
-        let against = if options.is_empty() { "against the teacher" } else { "against the full-precision student" };
-        assert!(report["objective"].as_str().unwrap().contains(against), "{report}");
+        let against = if options.is_empty() {
+            "against the teacher"
+        } else {
+            "against the full-precision student"
+        };
+        assert!(
+            report["objective"].as_str().unwrap().contains(against),
+            "{report}"
+        );
         let student = PathBuf::from(report["student"].as_str().unwrap());
 
         let gguf = dir.path().join(format!("student-{mix}.gguf"));
         let export = decant(&[
-            "export", "--model", student.to_str().unwrap(), "--format", "gguf", "--type", mix,
-            "--out", gguf.to_str().unwrap(),
+            "export",
+            "--model",
+            student.to_str().unwrap(),
+            "--format",
+            "gguf",
+            "--type",
+            mix,
+            "--out",
+            gguf.to_str().unwrap(),
         ]);
         assert!(export.status.success(), "export: {}", stderr(&export));
 
@@ -77,7 +112,12 @@ fn the_exported_gguf_computes_what_qat_trained() {
             ste: Ste::Identity,
             threads: 2,
         };
-        let counts: usize = report["fake_quantized"].as_object().unwrap().values().map(|v| v.as_u64().unwrap() as usize).sum();
+        let counts: usize = report["fake_quantized"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .sum();
         assert_eq!(counts, plan.tensors.len(), "{mix}: {report}");
         let trained = fake_quantized(&master, &plan).unwrap();
 
@@ -85,23 +125,48 @@ fn the_exported_gguf_computes_what_qat_trained() {
         let exported = train::load_model::<CpuBackend>(&gguf, &Default::default()).unwrap();
         let (want, got) = (named_tensors(&trained), named_tensors(&exported));
         for (name, tensor) in &want {
-            assert!(tensor.values == got[name].values, "{mix}: {name} differs between QAT and the GGUF");
+            assert!(
+                tensor.values == got[name].values,
+                "{mix}: {name} differs between QAT and the GGUF"
+            );
         }
 
         let ours = logits(&trained);
         let tokens: Vec<String> = TOKENS.iter().map(i64::to_string).collect();
-        let theirs = llamacpp_oracle(&python, &["logits", gguf.to_str().unwrap(), "--tokens", &tokens.join(","), "--dequantize"]);
+        let theirs = llamacpp_oracle(
+            &python,
+            &[
+                "logits",
+                gguf.to_str().unwrap(),
+                "--tokens",
+                &tokens.join(","),
+                "--dequantize",
+            ],
+        );
         let theirs: Vec<f32> = theirs["logits"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+            .flat_map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+            })
             .collect();
         let noise = max_abs_diff(&ours, &theirs);
         let rounding = max_abs_diff(&logits(&master), &theirs);
-        assert!(noise < 2e-3, "{mix}: llama.cpp differs from the fake-quant forward by {noise}");
-        assert!(rounding > 50.0 * noise, "{mix}: the full-precision weights are as close ({rounding} vs {noise})");
-        eprintln!("{mix}: |llama.cpp − fake-quant| = {noise:.2e}, |llama.cpp − full precision| = {rounding:.3}");
+        assert!(
+            noise < 2e-3,
+            "{mix}: llama.cpp differs from the fake-quant forward by {noise}"
+        );
+        assert!(
+            rounding > 50.0 * noise,
+            "{mix}: the full-precision weights are as close ({rounding} vs {noise})"
+        );
+        eprintln!(
+            "{mix}: |llama.cpp − fake-quant| = {noise:.2e}, |llama.cpp − full precision| = {rounding:.3}"
+        );
 
         let again = stage("qat", &recipe, &run);
         assert_eq!(again["reused"], true);
@@ -113,13 +178,30 @@ fn qat_needs_a_completed_distill_stage_and_a_qat_section() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = recipe(dir.path(), "q4_0", "");
     let run = dir.path().join("run");
-    let output = decant(&["qat", recipe.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    let output = decant(&[
+        "qat",
+        recipe.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("distill") && message.contains("holds no completed distill stage"), "{message}");
+    assert!(
+        message.contains("distill") && message.contains("holds no completed distill stage"),
+        "{message}"
+    );
 
     let plain = tiny_recipe(dir.path(), "kind = \"layers\"\nlayers = [0]", 1, "", "");
-    let output = decant(&["qat", plain.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    let output = decant(&[
+        "qat",
+        plain.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no [qat] section"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no [qat] section"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -279,7 +279,13 @@ fn an_existing_output_is_replaced_whole_and_no_temporary_file_is_left() {
     tiny_in(dir.path());
     std::fs::write(dir.path().join("out.gguf"), "old").unwrap();
     let args = [
-        "quantize", "--model", "tiny.gguf", "--type", "q8_0", "--out", "out.gguf",
+        "quantize",
+        "--model",
+        "tiny.gguf",
+        "--type",
+        "q8_0",
+        "--out",
+        "out.gguf",
     ];
     assert_success(&decant_in(dir.path(), &args), "q8_0 over an old file");
     let golden = mix_common::golden();

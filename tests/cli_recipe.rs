@@ -129,13 +129,19 @@ fn unknown_key_is_reported_with_line_and_column() {
 #[test]
 fn what_a_non_finite_step_does_is_stop_or_skip() {
     let dir = tempfile::tempdir().unwrap();
-    let skip = write_recipe(dir.path(), &MINIMAL.replace("steps = 10", "steps = 10\non_non_finite = \"skip\""));
+    let skip = write_recipe(
+        dir.path(),
+        &MINIMAL.replace("steps = 10", "steps = 10\non_non_finite = \"skip\""),
+    );
     let out = check(&skip, true);
     assert!(out.status.success(), "{}", stderr(&out));
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(value["config"]["train"]["on_non_finite"], "skip");
 
-    let ignore = write_recipe(dir.path(), &MINIMAL.replace("steps = 10", "steps = 10\non_non_finite = \"ignore\""));
+    let ignore = write_recipe(
+        dir.path(),
+        &MINIMAL.replace("steps = 10", "steps = 10\non_non_finite = \"ignore\""),
+    );
     let out = check(&ignore, false);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -276,8 +282,12 @@ data = "train.jsonl"
             "{file}:6:10: `student.init.layers`: layers must be strictly increasing, found 1 then 1"
         ),
         format!("{file}:14:11: `distill.teacher`: a cached teacher stores only its top-k tokens"),
-        format!("{file}:15:15: `distill.temperature`: a cached teacher stores its distribution at temperature 1"),
-        format!("{file}:16:10: [distill.hidden]: hidden-state alignment compares the teacher's hidden states"),
+        format!(
+            "{file}:15:15: `distill.temperature`: a cached teacher stores its distribution at temperature 1"
+        ),
+        format!(
+            "{file}:16:10: [distill.hidden]: hidden-state alignment compares the teacher's hidden states"
+        ),
         format!("{file}:17:13: [distill.on_policy]: on-policy batches are student generations"),
         format!(
             "{file}:24:8: `qat.type`: QAT cannot train against q3_k_m: its q3_K blocks have no fake-quant kernel"
@@ -369,7 +379,10 @@ fn exit_codes() {
 #[test]
 fn missing_data_file_is_named_relative_to_the_recipe() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_recipe(dir.path(), &MINIMAL.replace("train.jsonl", "data/../gone.jsonl"));
+    let path = write_recipe(
+        dir.path(),
+        &MINIMAL.replace("train.jsonl", "data/../gone.jsonl"),
+    );
     let out = check(&path, false);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(

@@ -21,7 +21,17 @@ fn recipe(root: &Path, sections: &str) -> std::path::PathBuf {
 }
 
 fn run(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let args = [&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"], extra].concat();
+    let args = [
+        &[
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+        extra,
+    ]
+    .concat();
     decant(&args)
 }
 
@@ -41,7 +51,8 @@ fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
     let report: Value = serde_json::from_str(&stdout(&first)).unwrap();
     assert_eq!(report["published"], Value::Null);
     let manifest = &report["manifest"];
-    let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest, &on_disk);
     assert_eq!(manifest["name"], "tiny-student");
 
@@ -51,9 +62,15 @@ fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
         .iter()
         .map(|s| (s["stage"].as_str().unwrap(), s["reused"].as_bool().unwrap()))
         .collect();
-    assert_eq!(stages, [("distill", false), ("qat", false), ("export", false)]);
+    assert_eq!(
+        stages,
+        [("distill", false), ("qat", false), ("export", false)]
+    );
     let artifacts = manifest["artifacts"].as_array().unwrap();
-    let paths: Vec<&str> = artifacts.iter().map(|a| a["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = artifacts
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
     assert_eq!(
         paths,
         [
@@ -68,12 +85,25 @@ fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
     assert_eq!(artifacts[2]["parents"][0], "qat/student");
     for artifact in &artifacts[2..4] {
         let path = out.join(artifact["path"].as_str().unwrap());
-        assert_eq!(artifact["sha256"].as_str().unwrap(), sha256(&path), "{}", path.display());
-        assert_eq!(artifact["size"].as_u64().unwrap(), std::fs::metadata(&path).unwrap().len());
+        assert_eq!(
+            artifact["sha256"].as_str().unwrap(),
+            sha256(&path),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            artifact["size"].as_u64().unwrap(),
+            std::fs::metadata(&path).unwrap().len()
+        );
         let inspect = decant(&["inspect", path.to_str().unwrap(), "--json"]);
         assert!(inspect.status.success(), "{}", stderr(&inspect));
         let summary: Value = serde_json::from_str(&stdout(&inspect)).unwrap();
-        assert_eq!(summary["metadata"]["decant.qat_type"], "q4_0", "{}", path.display());
+        assert_eq!(
+            summary["metadata"]["decant.qat_type"],
+            "q4_0",
+            "{}",
+            path.display()
+        );
     }
     assert!(out.join("export/tiny-student-hf/config.json").is_file());
     assert!(!out.join("export.partial").exists());
@@ -83,15 +113,29 @@ fn run_distils_quantization_aware_trains_exports_and_lists_every_artifact() {
     assert!(again.status.success(), "{}", stderr(&again));
     let rerun: Value = serde_json::from_str(&stdout(&again)).unwrap();
     let rerun = &rerun["manifest"];
-    assert!(rerun["stages"].as_array().unwrap().iter().all(|s| s["reused"] == true), "{rerun}");
+    assert!(
+        rerun["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["reused"] == true),
+        "{rerun}"
+    );
     assert_eq!(rerun["artifacts"], manifest["artifacts"]);
-    assert!(started.elapsed().as_secs() < 60, "a finished run took {:?} to rerun", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "a finished run took {:?} to rerun",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_threshold() {
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/eval.jsonl")).unwrap();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/extract/eval.jsonl"),
+    )
+    .unwrap();
     let examples: String = shipped.lines().take(4).map(|l| format!("{l}\n")).collect();
     std::fs::write(dir.path().join("eval.jsonl"), examples).unwrap();
     let sections = format!(
@@ -110,22 +154,42 @@ fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_thresh
     let full = run(&recipe, &out, &[]);
     assert!(full.status.success(), "{}", stderr(&full));
     let report: Value = serde_json::from_str(&stdout(&full)).unwrap();
-    let stages: Vec<&str> = report["manifest"]["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    let stages: Vec<&str> = report["manifest"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
     assert_eq!(stages, ["distill", "qat", "export", "eval"]);
     let models = report["eval"]["models"].as_array().unwrap();
-    let labels: Vec<&str> = models.iter().map(|m| m["label"].as_str().unwrap()).collect();
+    let labels: Vec<&str> = models
+        .iter()
+        .map(|m| m["label"].as_str().unwrap())
+        .collect();
     assert_eq!(labels, ["teacher", "q4_0"]);
     assert_eq!(report["eval"]["examples"], 4);
     let (teacher, student) = (&models[0], &models[1]);
-    assert!(teacher["ppl"].as_f64().unwrap() > 1.0 && teacher["kld"].is_null(), "{teacher}");
+    assert!(
+        teacher["ppl"].as_f64().unwrap() > 1.0 && teacher["kld"].is_null(),
+        "{teacher}"
+    );
     assert!(student["ppl"].as_f64().unwrap() > 1.0, "{student}");
     assert!(student["kld"].as_f64().unwrap() > 0.0, "{student}");
-    assert!((0.0..=1.0).contains(&student["top1"].as_f64().unwrap()), "{student}");
+    assert!(
+        (0.0..=1.0).contains(&student["top1"].as_f64().unwrap()),
+        "{student}"
+    );
     for model in models {
-        assert!((0.0..=1.0).contains(&model["exact_match"].as_f64().unwrap()), "{model}");
+        assert!(
+            (0.0..=1.0).contains(&model["exact_match"].as_f64().unwrap()),
+            "{model}"
+        );
         assert!(model["tokens_per_s"].as_f64().unwrap() > 0.0, "{model}");
         let curve = model["cascade"]["curve"].as_array().unwrap();
-        assert!(!curve.is_empty() && curve.last().unwrap()["coverage"] == 1.0, "{model}");
+        assert!(
+            !curve.is_empty() && curve.last().unwrap()["coverage"] == 1.0,
+            "{model}"
+        );
     }
     let gguf = report["manifest"]["artifacts"]
         .as_array()
@@ -142,27 +206,66 @@ fn the_eval_stage_scores_the_teacher_and_every_export_and_picks_a_cascade_thresh
     let file = quantize::gguf::GgufFile::open(&gguf_path).unwrap();
     let meta = |key: &str| file.get(key).cloned();
     use quantize::gguf::Value as Meta;
-    assert_eq!(meta("decant.cascade.confidence"), Some(Meta::from("mean_token_logprob")));
+    assert_eq!(
+        meta("decant.cascade.confidence"),
+        Some(Meta::from("mean_token_logprob"))
+    );
     assert_eq!(meta("decant.cascade.target_accuracy"), Some(Meta::F32(0.5)));
     let chosen = &student["cascade"]["chosen"];
     let threshold = chosen["threshold"].as_f64().map(|t| Meta::F32(t as f32));
     assert_eq!(meta("decant.cascade.threshold"), threshold, "{chosen}");
-    let hf = report["manifest"]["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "safetensors").unwrap();
-    let card = std::fs::read_to_string(out.join(hf["path"].as_str().unwrap()).join("README.md")).unwrap();
-    assert!(card.contains("## Serving cascade") && card.contains("tiny-student-q4_0.gguf"), "{card}");
+    let hf = report["manifest"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "safetensors")
+        .unwrap();
+    let card =
+        std::fs::read_to_string(out.join(hf["path"].as_str().unwrap()).join("README.md")).unwrap();
+    assert!(
+        card.contains("## Serving cascade") && card.contains("tiny-student-q4_0.gguf"),
+        "{card}"
+    );
     assert_eq!(card.matches("## Serving cascade").count(), 1);
 
     // The report: loss curves of both training stages, the models, the lineage.
-    assert_eq!(report["report"].as_str().unwrap(), out.join("report.md").to_str().unwrap());
+    assert_eq!(
+        report["report"].as_str().unwrap(),
+        out.join("report.md").to_str().unwrap()
+    );
     let text = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for part in ["![training loss per step](report/loss.svg)", "| distill | 2 |", "| qat | 2 |", "| teacher |", "| q4_0 | `export/tiny-student-q4_0.gguf` |", "## Lineage", "| `qat/student` | student |"] {
+    for part in [
+        "![training loss per step](report/loss.svg)",
+        "| distill | 2 |",
+        "| qat | 2 |",
+        "| teacher |",
+        "| q4_0 | `export/tiny-student-q4_0.gguf` |",
+        "## Lineage",
+        "| `qat/student` | student |",
+    ] {
         assert!(text.contains(part), "no {part:?} in\n{text}");
     }
     let svg = std::fs::read_to_string(out.join("report/loss.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("\ndistill\n</text>") && svg.contains("\nqat\n</text>"), "{svg}");
-    let stdout_table = decant(&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("\ndistill\n</text>")
+            && svg.contains("\nqat\n</text>"),
+        "{svg}"
+    );
+    let stdout_table = decant(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let table = stdout(&stdout_table);
-    assert!(table.contains("teacher") && table.contains("q4_0") && table.contains("exact") && table.contains("tok/s"), "{table}");
+    assert!(
+        table.contains("teacher")
+            && table.contains("q4_0")
+            && table.contains("exact")
+            && table.contains("tok/s"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -181,7 +284,10 @@ fn a_second_process_on_the_same_run_directory_is_refused_and_a_stale_lock_is_tak
     let lock = out.join(".lock");
     let started = Instant::now();
     while !lock.is_file() || std::fs::read_to_string(&lock).unwrap().is_empty() {
-        assert!(started.elapsed().as_secs() < 60, "the first run never took its lock");
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the first run never took its lock"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     for command in ["run", "distill", "qat"] {
@@ -189,7 +295,10 @@ fn a_second_process_on_the_same_run_directory_is_refused_and_a_stale_lock_is_tak
         assert_eq!(refused.status.code(), Some(1), "{command}");
         let message = stderr(&refused);
         assert!(
-            message.contains(&format!("this run directory is in use by decant pid {}", first.id())),
+            message.contains(&format!(
+                "this run directory is in use by decant pid {}",
+                first.id()
+            )),
             "{command}: {message}"
         );
     }

@@ -20,7 +20,13 @@ const KILLS: usize = 20;
 
 /// Files whose content carries timings (tokens/s, seconds): they must parse,
 /// not match. Everything else a run writes is a function of its inputs.
-const TIMED: [&str; 5] = ["metrics.jsonl", "stage.json", "manifest.json", "report.md", "index.json"];
+const TIMED: [&str; 5] = [
+    "metrics.jsonl",
+    "stage.json",
+    "manifest.json",
+    "report.md",
+    "index.json",
+];
 
 fn recipe(root: &Path, teacher: &Path, registry: &Path) -> PathBuf {
     let rest = format!(
@@ -46,13 +52,22 @@ registry = "file://{}"
 "#,
         registry.display()
     );
-    let file = format!("recipe-{}.toml", registry.file_name().unwrap().to_str().unwrap());
+    let file = format!(
+        "recipe-{}.toml",
+        registry.file_name().unwrap().to_str().unwrap()
+    );
     tiny_teacher_recipe(root, teacher, &file, &rest)
 }
 
 fn start(recipe: &Path, out: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_decant"))
-        .args(["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"])
+        .args([
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--resume",
+        ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -70,7 +85,13 @@ enum Moment {
     Anytime,
 }
 
-const TARGETS: [Moment; 5] = [Moment::TeacherCache, Moment::Checkpoint, Moment::Export, Moment::Publish, Moment::Anytime];
+const TARGETS: [Moment; 5] = [
+    Moment::TeacherCache,
+    Moment::Checkpoint,
+    Moment::Export,
+    Moment::Publish,
+    Moment::Anytime,
+];
 
 /// Whether `out` and `registry` show `moment`'s temporary files right now.
 fn writing(moment: Moment, out: &Path, registry: &Path) -> bool {
@@ -85,7 +106,9 @@ fn writing(moment: Moment, out: &Path, registry: &Path) -> bool {
     };
     match moment {
         Moment::TeacherCache => out.join("teacher-cache.partial").exists(),
-        Moment::Checkpoint => ["distill", "qat"].iter().any(|s| has_temporary(&out.join(s).join("checkpoints"), ".tmp-", "")),
+        Moment::Checkpoint => ["distill", "qat"]
+            .iter()
+            .any(|s| has_temporary(&out.join(s).join("checkpoints"), ".tmp-", "")),
         Moment::Export => out.join("export.partial").exists(),
         Moment::Publish => has_temporary(&registry.join("tiny-student"), ".v", ".partial"),
         Moment::Anytime => false,
@@ -117,7 +140,9 @@ fn is_temporary(component: &str) -> bool {
 /// Every file under `root` by relative path, temporaries and the lock left out.
 fn final_files(root: &Path) -> BTreeMap<PathBuf, PathBuf> {
     fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<PathBuf, PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_temporary(&name) || name == ".lock" {
@@ -143,28 +168,51 @@ fn final_files(root: &Path) -> BTreeMap<PathBuf, PathBuf> {
 fn check_final_paths(killed: &Path, whole: &Path, recipe: &Path, context: &str) {
     for (relative, path) in final_files(killed) {
         let name = relative.file_name().unwrap().to_str().unwrap();
-        let reference = if relative == Path::new("recipe.toml") { recipe.to_owned() } else { whole.join(&relative) };
+        let reference = if relative == Path::new("recipe.toml") {
+            recipe.to_owned()
+        } else {
+            whole.join(&relative)
+        };
         if TIMED.contains(&name) {
             let text = std::fs::read_to_string(&path).unwrap();
             if name.ends_with(".jsonl") {
                 let lines: Vec<&str> = text.lines().collect();
                 for line in &lines[..lines.len().saturating_sub(1)] {
-                    assert!(serde_json::from_str::<Value>(line).is_ok(), "{context}: {} has a torn line {line:?}", path.display());
+                    assert!(
+                        serde_json::from_str::<Value>(line).is_ok(),
+                        "{context}: {} has a torn line {line:?}",
+                        path.display()
+                    );
                 }
             } else if name.ends_with(".json") {
-                assert!(serde_json::from_str::<Value>(&text).is_ok(), "{context}: {} is not JSON", path.display());
+                assert!(
+                    serde_json::from_str::<Value>(&text).is_ok(),
+                    "{context}: {} is not JSON",
+                    path.display()
+                );
             }
         } else if reference.exists() {
-            assert_eq!(sha256(&path), sha256(&reference), "{context}: {} differs from the uninterrupted run's", path.display());
+            assert_eq!(
+                sha256(&path),
+                sha256(&reference),
+                "{context}: {} differs from the uninterrupted run's",
+                path.display()
+            );
         } else {
             let checkpoint = path.parent().unwrap();
             assert!(
-                checkpoint.parent().is_some_and(|p| p.ends_with("checkpoints")),
+                checkpoint
+                    .parent()
+                    .is_some_and(|p| p.ends_with("checkpoints")),
                 "{context}: {} is a file the uninterrupted run never wrote",
                 path.display()
             );
-            train::checkpoint::load(checkpoint)
-                .unwrap_or_else(|e| panic!("{context}: checkpoint {} does not load: {e}", checkpoint.display()));
+            train::checkpoint::load(checkpoint).unwrap_or_else(|e| {
+                panic!(
+                    "{context}: checkpoint {} does not load: {e}",
+                    checkpoint.display()
+                )
+            });
         }
     }
 }
@@ -176,12 +224,23 @@ fn a_run_killed_at_random_moments_always_resumes_to_the_uninterrupted_artifacts(
     let whole_registry = dir.path().join("registry-whole");
     let whole = dir.path().join("whole");
     let started = Instant::now();
-    let mut child = start(&recipe(dir.path(), &teacher, &whole_registry), &whole, &dir.path().join("whole.log"));
-    assert!(child.wait().unwrap().success(), "{}", std::fs::read_to_string(dir.path().join("whole.log")).unwrap());
+    let mut child = start(
+        &recipe(dir.path(), &teacher, &whole_registry),
+        &whole,
+        &dir.path().join("whole.log"),
+    );
+    assert!(
+        child.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("whole.log")).unwrap()
+    );
     let duration = started.elapsed();
     let expected = manifest_artifacts(&whole);
 
-    let seed = std::env::var("DECANT_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
+    let seed = std::env::var("DECANT_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_u64);
     let mut rng = Rng(seed | 1);
     let mut landed: BTreeMap<Moment, usize> = BTreeMap::new();
     let (mut kills, mut attempts) = (0, 0);
@@ -204,7 +263,11 @@ fn a_run_killed_at_random_moments_always_resumes_to_the_uninterrupted_artifacts(
             let began = Instant::now();
             let finished = loop {
                 if let Some(status) = child.try_wait().unwrap() {
-                    assert!(status.success(), "round {round}: {}", std::fs::read_to_string(&log).unwrap());
+                    assert!(
+                        status.success(),
+                        "round {round}: {}",
+                        std::fs::read_to_string(&log).unwrap()
+                    );
                     break true;
                 }
                 let due = match target {
@@ -222,7 +285,9 @@ fn a_run_killed_at_random_moments_always_resumes_to_the_uninterrupted_artifacts(
                 break;
             }
             kills += 1;
-            let moment = TARGETS.into_iter().find(|&m| m != Moment::Anytime && writing(m, &out, &registry));
+            let moment = TARGETS
+                .into_iter()
+                .find(|&m| m != Moment::Anytime && writing(m, &out, &registry));
             *landed.entry(moment.unwrap_or(Moment::Anytime)).or_default() += 1;
             let context = format!("seed {seed}, round {round}, kill {kills} ({target:?})");
             check_final_paths(&out, &whole, &recipe, &context);
@@ -230,12 +295,26 @@ fn a_run_killed_at_random_moments_always_resumes_to_the_uninterrupted_artifacts(
         }
         assert_eq!(manifest_artifacts(&out), expected, "round {round}");
         let whole_files: Vec<PathBuf> = final_files(&whole).into_keys().collect();
-        assert_eq!(final_files(&out).into_keys().collect::<Vec<_>>(), whole_files, "round {round}");
+        assert_eq!(
+            final_files(&out).into_keys().collect::<Vec<_>>(),
+            whole_files,
+            "round {round}"
+        );
         check_final_paths(&out, &whole, &recipe, &format!("round {round}, finished"));
-        check_final_paths(&registry, &whole_registry, &recipe, &format!("round {round}, finished"));
+        check_final_paths(
+            &registry,
+            &whole_registry,
+            &recipe,
+            &format!("round {round}, finished"),
+        );
     }
-    eprintln!("seed {seed}: {kills} kills landed while writing {landed:?}; an uninterrupted run takes {duration:?}");
+    eprintln!(
+        "seed {seed}: {kills} kills landed while writing {landed:?}; an uninterrupted run takes {duration:?}"
+    );
     for moment in [Moment::TeacherCache, Moment::Checkpoint, Moment::Export] {
-        assert!(landed.contains_key(&moment), "no kill landed in {moment:?}: {landed:?}");
+        assert!(
+            landed.contains_key(&moment),
+            "no kill landed in {moment:?}: {landed:?}"
+        );
     }
 }

@@ -15,12 +15,26 @@ pub fn render_text(file: &GgufFile, summary: &Summary) -> String {
     line(&mut out, "file", &file.path().display().to_string());
     line(&mut out, "format", &format!("GGUF v{}", file.version()));
     line(&mut out, "name", summary.name.as_deref().unwrap_or(unknown));
-    line(&mut out, "architecture", summary.architecture.as_deref().unwrap_or(unknown));
-    line(&mut out, "parameters", &format!("{} ({})", summary.parameters, human_count(summary.parameters)));
+    line(
+        &mut out,
+        "architecture",
+        summary.architecture.as_deref().unwrap_or(unknown),
+    );
+    line(
+        &mut out,
+        "parameters",
+        &format!(
+            "{} ({})",
+            summary.parameters,
+            human_count(summary.parameters)
+        ),
+    );
     line(
         &mut out,
         "context length",
-        &summary.context_length.map_or(unknown.to_string(), |n| n.to_string()),
+        &summary
+            .context_length
+            .map_or(unknown.to_string(), |n| n.to_string()),
     );
     let tokenizer = match (&summary.tokenizer_model, &summary.tokenizer_pre) {
         (Some(model), Some(pre)) => format!("{model} (pre-tokenizer {pre})"),
@@ -31,18 +45,34 @@ pub fn render_text(file: &GgufFile, summary: &Summary) -> String {
     line(
         &mut out,
         "vocabulary",
-        &summary.vocab_size.map_or(unknown.to_string(), |n| n.to_string()),
+        &summary
+            .vocab_size
+            .map_or(unknown.to_string(), |n| n.to_string()),
     );
     line(
         &mut out,
         "chat template",
-        if summary.has_chat_template { "present" } else { "absent" },
+        if summary.has_chat_template {
+            "present"
+        } else {
+            "absent"
+        },
     );
-    line(&mut out, "metadata keys", &file.metadata().len().to_string());
+    line(
+        &mut out,
+        "metadata keys",
+        &file.metadata().len().to_string(),
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<10}{:>8}{:>16}", "type", "tensors", "bytes");
     for t in &summary.types {
-        let _ = writeln!(out, "{:<10}{:>8}{:>16}", t.ggml_type.name(), t.tensors, t.bytes);
+        let _ = writeln!(
+            out,
+            "{:<10}{:>8}{:>16}",
+            t.ggml_type.name(),
+            t.tensors,
+            t.bytes
+        );
     }
     let _ = writeln!(
         out,

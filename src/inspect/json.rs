@@ -114,5 +114,8 @@ fn array_items(array: &Array) -> Vec<Json> {
 /// Widening through the shortest decimal form keeps `1e-5f32` as `1e-5` in the
 /// report instead of `9.999999747378752e-6`.
 fn f32_json(value: f32) -> Json {
-    value.to_string().parse::<f64>().map_or(Json::Null, |v| json!(v))
+    value
+        .to_string()
+        .parse::<f64>()
+        .map_or(Json::Null, |v| json!(v))
 }

@@ -52,9 +52,10 @@ struct Version {
 
 impl FileRegistry {
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self {
+            dir: dir.to_owned(),
+        }
     }
-
 }
 
 impl super::ModelRegistry for FileRegistry {
@@ -90,12 +91,18 @@ impl super::ModelRegistry for FileRegistry {
             let (source, name) = file.located(&release.run_dir)?;
             let copy = partial.join(name);
             copy_synced(&source, &copy)?;
-            let sha256 = sha256_of(&copy).map_err(|e| PublishError::Registry { path: copy.clone(), message: e.to_string() })?;
+            let sha256 = sha256_of(&copy).map_err(|e| PublishError::Registry {
+                path: copy.clone(),
+                message: e.to_string(),
+            })?;
             if sha256 != file.sha256 {
                 return Err(PublishError::changed(&source, &sha256, &file.sha256));
             }
         }
-        copy_synced(&release.run_dir.join(MANIFEST_FILE), &partial.join(MANIFEST_FILE))?;
+        copy_synced(
+            &release.run_dir.join(MANIFEST_FILE),
+            &partial.join(MANIFEST_FILE),
+        )?;
         std::fs::rename(&partial, &target).map_err(|e| PublishError::io(&target, e))?;
         sync_dir(&model_dir)?;
         model.versions.push(Version {
@@ -113,7 +120,9 @@ impl super::ModelRegistry for FileRegistry {
 fn check_name(name: &str) -> Result<(), PublishError> {
     let valid = !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if valid {
         Ok(())
     } else {
@@ -137,7 +146,8 @@ fn read_index(path: &Path) -> Result<Index, PublishError> {
 fn write_index(path: &Path, index: &Index) -> Result<(), PublishError> {
     let text = serde_json::to_string_pretty(index).expect("serializable");
     let mut file = AtomicFile::create(path).map_err(|e| PublishError::io(path, e))?;
-    file.write_all(text.as_bytes()).map_err(|e| PublishError::io(path, e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| PublishError::io(path, e))?;
     file.complete().map_err(|e| PublishError::io(path, e))?;
     Ok(())
 }
@@ -153,9 +163,13 @@ fn copy_synced(source: &Path, dest: &Path) -> Result<(), PublishError> {
         return sync_dir(dest);
     }
     std::fs::copy(source, dest).map_err(|e| PublishError::io(source, e))?;
-    File::open(dest).and_then(|f| f.sync_all()).map_err(|e| PublishError::io(dest, e))
+    File::open(dest)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| PublishError::io(dest, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PublishError> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| PublishError::io(dir, e))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| PublishError::io(dir, e))
 }

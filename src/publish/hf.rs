@@ -72,7 +72,9 @@ impl HfRegistry {
 
     fn token(&self) -> Result<&str, PublishError> {
         self.token.as_deref().ok_or_else(|| {
-            self.remote("no Hugging Face token: set HF_TOKEN, or log in with `hf auth login`".to_owned())
+            self.remote(
+                "no Hugging Face token: set HF_TOKEN, or log in with `hf auth login`".to_owned(),
+            )
         })
     }
 
@@ -116,14 +118,18 @@ impl HfRegistry {
 
     /// The commit the tag names, if the repository has the tag.
     fn tagged(&self, tag: &str) -> Result<Option<String>, PublishError> {
-        let Some(refs) = self.get(&self.api("refs"))? else { return Ok(None) };
+        let Some(refs) = self.get(&self.api("refs"))? else {
+            return Ok(None);
+        };
         Ok(tag_target(&refs, tag))
     }
 
     /// The head of `main` when its title is `title`: a commit of this release
     /// whose tag was not made.
     fn head_with_title(&self, title: &str) -> Result<Option<String>, PublishError> {
-        let Some(commits) = self.get(&self.api("commits/main"))? else { return Ok(None) };
+        let Some(commits) = self.get(&self.api("commits/main"))? else {
+            return Ok(None);
+        };
         Ok(commits
             .get(0)
             .filter(|c| c["title"] == title)
@@ -139,7 +145,11 @@ impl HfRegistry {
                 .iter()
                 .map(|u| Ok(json!({ "path": u.path, "size": u.size, "sample": BASE64.encode(sample(&u.source)?) })))
                 .collect::<Result<Vec<_>, PublishError>>()?;
-            let reply = self.post(&self.api("preupload/main"), &json!({ "files": files }), "ask which files go to LFS")?;
+            let reply = self.post(
+                &self.api("preupload/main"),
+                &json!({ "files": files }),
+                "ask which files go to LFS",
+            )?;
             for upload in batch {
                 lfs.push(upload_mode(&reply, &upload.path).map_err(|m| self.remote(m))? == "lfs");
             }
@@ -152,10 +162,17 @@ impl HfRegistry {
     }
 
     fn remote(&self, message: String) -> PublishError {
-        PublishError::Remote { registry: format!("hf://{}", self.repo), message }
+        PublishError::Remote {
+            registry: format!("hf://{}", self.repo),
+            message,
+        }
     }
 
-    fn json(&self, reply: ureq::http::Response<ureq::Body>, doing: &str) -> Result<Value, PublishError> {
+    fn json(
+        &self,
+        reply: ureq::http::Response<ureq::Body>,
+        doing: &str,
+    ) -> Result<Value, PublishError> {
         let status = reply.status().as_u16();
         let text = reply.into_body().read_to_string().unwrap_or_default();
         if !(200..300).contains(&status) {
@@ -168,13 +185,17 @@ impl HfRegistry {
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text).map_err(|e| self.remote(format!("cannot {doing}: the Hub replied {e}")))
+        serde_json::from_str(&text)
+            .map_err(|e| self.remote(format!("cannot {doing}: the Hub replied {e}")))
     }
 }
 
 /// The token: `HF_TOKEN`, else the file `HF_TOKEN_PATH`, `$HF_HOME/token` or
 /// `~/.cache/huggingface/token`, in `huggingface_hub`'s order.
-fn token(var: impl Fn(&str) -> Option<String>, read: impl Fn(&Path) -> Option<String>) -> Option<String> {
+fn token(
+    var: impl Fn(&str) -> Option<String>,
+    read: impl Fn(&Path) -> Option<String>,
+) -> Option<String> {
     if let Some(token) = var("HF_TOKEN") {
         return Some(token);
     }
@@ -184,7 +205,9 @@ fn token(var: impl Fn(&str) -> Option<String>, read: impl Fn(&Path) -> Option<St
             .or_else(|| var("HOME").map(|home| Path::new(&home).join(".cache/huggingface")))
             .map(|home| home.join("token"))
     })?;
-    read(&file).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+    read(&file)
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 fn sample(path: &Path) -> Result<Vec<u8>, PublishError> {
@@ -218,7 +241,8 @@ fn tag_target(refs: &Value, tag: &str) -> Option<String> {
 /// The commit's NDJSON body: a header, then one line per file, inline
 /// (base64) or as the LFS object uploaded before.
 fn commit_body(title: &str, description: &str, files: &[(String, CommitFile)]) -> String {
-    let mut lines = vec![json!({ "key": "header", "value": { "summary": title, "description": description } })];
+    let mut lines =
+        vec![json!({ "key": "header", "value": { "summary": title, "description": description } })];
     for (path, file) in files {
         lines.push(match file {
             CommitFile::Inline(bytes) => {
@@ -244,25 +268,44 @@ fn uploads(release: &Release) -> Result<Vec<Upload>, PublishError> {
     let mut uploads = Vec::new();
     for file in &release.files {
         let (source, name) = file.located(&release.run_dir)?;
-        let actual = crate::stage::state::sha256_of(&source)
-            .map_err(|e| PublishError::Run { path: source.clone(), message: e.to_string() })?;
+        let actual = crate::stage::state::sha256_of(&source).map_err(|e| PublishError::Run {
+            path: source.clone(),
+            message: e.to_string(),
+        })?;
         if actual != file.sha256 {
             return Err(PublishError::changed(&source, &actual, &file.sha256));
         }
         if source.is_dir() {
             let mut members: Vec<PathBuf> = std::fs::read_dir(&source)
                 .map_err(|e| PublishError::io(&source, e))?
-                .map(|e| e.map(|e| e.path()).map_err(|e| PublishError::io(&source, e)))
+                .map(|e| {
+                    e.map(|e| e.path())
+                        .map_err(|e| PublishError::io(&source, e))
+                })
                 .collect::<Result<_, _>>()?;
             members.retain(|p| p.is_file());
             members.sort();
             for member in members {
-                let size = std::fs::metadata(&member).map_err(|e| PublishError::io(&member, e))?.len();
-                let path = member.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                uploads.push(Upload { source: member, path, size });
+                let size = std::fs::metadata(&member)
+                    .map_err(|e| PublishError::io(&member, e))?
+                    .len();
+                let path = member
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                uploads.push(Upload {
+                    source: member,
+                    path,
+                    size,
+                });
             }
         } else {
-            uploads.push(Upload { source: source.clone(), path: name.to_string_lossy().into_owned(), size: file.size });
+            uploads.push(Upload {
+                source: source.clone(),
+                path: name.to_string_lossy().into_owned(),
+                size: file.size,
+            });
         }
     }
     let mut paths: Vec<&str> = uploads.iter().map(|u| u.path.as_str()).collect();
@@ -270,7 +313,10 @@ fn uploads(release: &Release) -> Result<Vec<Upload>, PublishError> {
     if let Some(pair) = paths.windows(2).find(|w| w[0] == w[1]) {
         return Err(PublishError::Run {
             path: release.run_dir.clone(),
-            message: format!("exports two files named {}; a Hub repository holds one per path", pair[0]),
+            message: format!(
+                "exports two files named {}; a Hub repository holds one per path",
+                pair[0]
+            ),
         });
     }
     Ok(uploads)
@@ -305,9 +351,14 @@ impl super::ModelRegistry for HfRegistry {
                 let mut files = Vec::with_capacity(uploads.len());
                 for (upload, lfs) in uploads.iter().zip(lfs) {
                     let file = if lfs {
-                        CommitFile::Lfs(lfs::upload(self, &upload.source, upload.size).map_err(unfinished)?)
+                        CommitFile::Lfs(
+                            lfs::upload(self, &upload.source, upload.size).map_err(unfinished)?,
+                        )
                     } else {
-                        CommitFile::Inline(std::fs::read(&upload.source).map_err(|e| PublishError::io(&upload.source, e))?)
+                        CommitFile::Inline(
+                            std::fs::read(&upload.source)
+                                .map_err(|e| PublishError::io(&upload.source, e))?,
+                        )
                     };
                     files.push((upload.path.clone(), file));
                 }
@@ -327,14 +378,20 @@ impl super::ModelRegistry for HfRegistry {
                 reply["commitOid"]
                     .as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| self.remote(format!("committed without naming the commit: {reply}")))?
+                    .ok_or_else(|| {
+                        self.remote(format!("committed without naming the commit: {reply}"))
+                    })?
             }
         };
-        self.post(&self.api(&format!("tag/{commit}")), &json!({ "tag": tag, "message": title }), &format!("tag {tag}"))
-            .map_err(|e| PublishError::Unfinished {
-                failed: Box::new(e),
-                left: format!("commit {commit} is on main without its tag; publish again to tag it"),
-            })?;
+        self.post(
+            &self.api(&format!("tag/{commit}")),
+            &json!({ "tag": tag, "message": title }),
+            &format!("tag {tag}"),
+        )
+        .map_err(|e| PublishError::Unfinished {
+            failed: Box::new(e),
+            left: format!("commit {commit} is on main without its tag; publish again to tag it"),
+        })?;
         Ok(published(false))
     }
 }
@@ -346,25 +403,61 @@ mod tests {
     #[test]
     fn the_token_is_hf_token_else_the_login_file() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
         };
-        let file = |path: &Path| (path == Path::new("/home/u/.cache/huggingface/token")).then(|| "hf_file\n".to_owned());
-        assert_eq!(token(env(&[("HF_TOKEN", "hf_env"), ("HOME", "/home/u")]), file).as_deref(), Some("hf_env"));
-        assert_eq!(token(env(&[("HOME", "/home/u")]), file).as_deref(), Some("hf_file"));
-        assert_eq!(token(env(&[("HF_HOME", "/elsewhere"), ("HOME", "/home/u")]), file), None);
+        let file = |path: &Path| {
+            (path == Path::new("/home/u/.cache/huggingface/token")).then(|| "hf_file\n".to_owned())
+        };
+        assert_eq!(
+            token(env(&[("HF_TOKEN", "hf_env"), ("HOME", "/home/u")]), file).as_deref(),
+            Some("hf_env")
+        );
+        assert_eq!(
+            token(env(&[("HOME", "/home/u")]), file).as_deref(),
+            Some("hf_file")
+        );
+        assert_eq!(
+            token(env(&[("HF_HOME", "/elsewhere"), ("HOME", "/home/u")]), file),
+            None
+        );
         let at = |path: &Path| (path == Path::new("/t")).then(|| "hf_path".to_owned());
-        assert_eq!(token(env(&[("HF_TOKEN_PATH", "/t")]), at).as_deref(), Some("hf_path"));
+        assert_eq!(
+            token(env(&[("HF_TOKEN_PATH", "/t")]), at).as_deref(),
+            Some("hf_path")
+        );
     }
 
     #[test]
     fn the_commit_is_a_header_then_one_line_per_file() {
-        let object = LfsObject { oid: "ab".repeat(32) };
-        let files = [("README.md".to_owned(), CommitFile::Inline(b"hi".to_vec())), ("m.gguf".to_owned(), CommitFile::Lfs(object))];
+        let object = LfsObject {
+            oid: "ab".repeat(32),
+        };
+        let files = [
+            ("README.md".to_owned(), CommitFile::Inline(b"hi".to_vec())),
+            ("m.gguf".to_owned(), CommitFile::Lfs(object)),
+        ];
         let body = commit_body("title", "text", &files);
-        let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines[0], json!({ "key": "header", "value": { "summary": "title", "description": "text" } }));
-        assert_eq!(lines[1], json!({ "key": "file", "value": { "path": "README.md", "content": "aGk=", "encoding": "base64" } }));
-        assert_eq!(lines[2], json!({ "key": "lfsFile", "value": { "path": "m.gguf", "algo": "sha256", "oid": "ab".repeat(32) } }));
+        let lines: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            json!({ "key": "header", "value": { "summary": "title", "description": "text" } })
+        );
+        assert_eq!(
+            lines[1],
+            json!({ "key": "file", "value": { "path": "README.md", "content": "aGk=", "encoding": "base64" } })
+        );
+        assert_eq!(
+            lines[2],
+            json!({ "key": "lfsFile", "value": { "path": "m.gguf", "algo": "sha256", "oid": "ab".repeat(32) } })
+        );
         assert!(body.ends_with('\n'));
     }
 
@@ -376,7 +469,11 @@ mod tests {
         ] });
         assert_eq!(upload_mode(&preupload, "model.safetensors").unwrap(), "lfs");
         assert_eq!(upload_mode(&preupload, "config.json").unwrap(), "regular");
-        assert!(upload_mode(&preupload, "x.gguf").unwrap_err().contains("x.gguf"));
+        assert!(
+            upload_mode(&preupload, "x.gguf")
+                .unwrap_err()
+                .contains("x.gguf")
+        );
         let refs = json!({ "branches": [{ "name": "main", "ref": "refs/heads/main", "targetCommit": "c1" }],
                            "tags": [{ "name": "decant-0123", "ref": "refs/tags/decant-0123", "targetCommit": "c0" }] });
         assert_eq!(tag_target(&refs, "decant-0123").as_deref(), Some("c0"));

@@ -52,9 +52,11 @@ impl MlflowRegistry {
             .timeout_connect(Some(Duration::from_secs(10)))
             .build()
             .new_agent();
-        Self { base: url.trim_end_matches('/').to_owned(), agent }
+        Self {
+            base: url.trim_end_matches('/').to_owned(),
+            agent,
+        }
     }
-
 
     /// The version of `name` whose files have the hash `content`, if any.
     fn find_version(&self, name: &str, content: &str) -> Result<Option<u64>, PublishError> {
@@ -85,13 +87,21 @@ impl MlflowRegistry {
     }
 
     fn experiment(&self, name: &str) -> Result<String, PublishError> {
-        let reply = self.get("/api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", name)])?;
+        let reply = self.get(
+            "/api/2.0/mlflow/experiments/get-by-name",
+            &[("experiment_name", name)],
+        )?;
         match reply {
-            Ok(found) => return self.string(&found["experiment"]["experiment_id"], "experiment id"),
+            Ok(found) => {
+                return self.string(&found["experiment"]["experiment_id"], "experiment id");
+            }
             Err(e) if e.code == "RESOURCE_DOES_NOT_EXIST" => {}
             Err(e) => return Err(self.api_error("look up the experiment", e)),
         }
-        let created = self.post("/api/2.0/mlflow/experiments/create", &json!({ "name": name }))?;
+        let created = self.post(
+            "/api/2.0/mlflow/experiments/create",
+            &json!({ "name": name }),
+        )?;
         let created = self.ok(created, "create the experiment")?;
         self.string(&created["experiment_id"], "experiment id")
     }
@@ -117,12 +127,14 @@ impl MlflowRegistry {
     /// `EXPERIMENT/RUN/artifacts`, the run's root on the artifact proxy.
     fn artifact_root<'a>(&self, run: &'a Run) -> Result<&'a str, PublishError> {
         let uri = &run.artifact_uri;
-        uri.strip_prefix("mlflow-artifacts:").map(|rest| rest.trim_start_matches('/')).ok_or_else(|| {
-            self.remote(format!(
-                "stores run artifacts at {uri}, which decant cannot upload to; \
+        uri.strip_prefix("mlflow-artifacts:")
+            .map(|rest| rest.trim_start_matches('/'))
+            .ok_or_else(|| {
+                self.remote(format!(
+                    "stores run artifacts at {uri}, which decant cannot upload to; \
                  start the server with artifact serving (`mlflow server --serve-artifacts`)"
-            ))
-        })
+                ))
+            })
     }
 
     fn log(&self, run: &Run, release: &Release) -> Result<(), PublishError> {
@@ -133,8 +145,14 @@ impl MlflowRegistry {
             message,
         })?;
         for batch in params.chunks(PARAMS_PER_BATCH) {
-            let params: Vec<Value> = batch.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
-            let reply = self.post("/api/2.0/mlflow/runs/log-batch", &json!({ "run_id": run.id, "params": params }))?;
+            let params: Vec<Value> = batch
+                .iter()
+                .map(|(k, v)| json!({ "key": k, "value": v }))
+                .collect();
+            let reply = self.post(
+                "/api/2.0/mlflow/runs/log-batch",
+                &json!({ "run_id": run.id, "params": params }),
+            )?;
             self.ok(reply, "log the recipe as params")?;
         }
         let timestamp = now_ms();
@@ -144,7 +162,10 @@ impl MlflowRegistry {
                 .iter()
                 .map(|(k, v)| json!({ "key": k, "value": v, "timestamp": timestamp, "step": 0 }))
                 .collect();
-            let reply = self.post("/api/2.0/mlflow/runs/log-batch", &json!({ "run_id": run.id, "metrics": metrics }))?;
+            let reply = self.post(
+                "/api/2.0/mlflow/runs/log-batch",
+                &json!({ "run_id": run.id, "metrics": metrics }),
+            )?;
             self.ok(reply, "log the metrics")?;
         }
         Ok(())
@@ -162,7 +183,11 @@ impl MlflowRegistry {
             }
         }
         for extra in [MANIFEST_FILE, RECIPE_FILE] {
-            self.upload_tree(root, &release.run_dir.join(extra), &format!("{MODEL_DIR}/{extra}"))?;
+            self.upload_tree(
+                root,
+                &release.run_dir.join(extra),
+                &format!("{MODEL_DIR}/{extra}"),
+            )?;
         }
         for extra in [REPORT_FILE, PLOT_DIR] {
             let path = release.run_dir.join(extra);
@@ -187,7 +212,12 @@ impl MlflowRegistry {
             for entry in entries.iter().filter(|p| p.is_file()) {
                 let name = entry.file_name().unwrap_or_default();
                 hasher.update(name.as_encoded_bytes());
-                self.upload_file(root, entry, &format!("{target}/{}", name.to_string_lossy()), &mut hasher)?;
+                self.upload_file(
+                    root,
+                    entry,
+                    &format!("{target}/{}", name.to_string_lossy()),
+                    &mut hasher,
+                )?;
             }
         } else {
             self.upload_file(root, source, target, &mut hasher)?;
@@ -195,11 +225,26 @@ impl MlflowRegistry {
         Ok(format!("{:x}", hasher.finalize()))
     }
 
-    fn upload_file(&self, root: &str, source: &Path, target: &str, hasher: &mut Sha256) -> Result<(), PublishError> {
+    fn upload_file(
+        &self,
+        root: &str,
+        source: &Path,
+        target: &str,
+        hasher: &mut Sha256,
+    ) -> Result<(), PublishError> {
         let mut file = std::fs::File::open(source).map_err(|e| PublishError::io(source, e))?;
-        let size = file.metadata().map_err(|e| PublishError::io(source, e))?.len();
-        let mut hashing = Hashing { inner: &mut file, hasher };
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}/{target}", self.base, root);
+        let size = file
+            .metadata()
+            .map_err(|e| PublishError::io(source, e))?
+            .len();
+        let mut hashing = Hashing {
+            inner: &mut file,
+            hasher,
+        };
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{}/{target}",
+            self.base, root
+        );
         let reply = self
             .agent
             .put(&url)
@@ -209,7 +254,11 @@ impl MlflowRegistry {
         let status = reply.status().as_u16();
         if !(200..300).contains(&status) {
             let text = reply.into_body().read_to_string().unwrap_or_default();
-            return Err(self.remote(format!("refused {} ({status}): {}", source.display(), clip(&text))));
+            return Err(self.remote(format!(
+                "refused {} ({status}): {}",
+                source.display(),
+                clip(&text)
+            )));
         }
         Ok(())
     }
@@ -221,9 +270,14 @@ impl MlflowRegistry {
     }
 
     fn register(&self, run: &Run, release: &Release, content: &str) -> Result<u64, PublishError> {
-        let created = self.post("/api/2.0/mlflow/registered-models/create", &json!({ "name": release.name }))?;
+        let created = self.post(
+            "/api/2.0/mlflow/registered-models/create",
+            &json!({ "name": release.name }),
+        )?;
         match created {
-            Err(e) if e.code != "RESOURCE_ALREADY_EXISTS" => return Err(self.api_error("register the model", e)),
+            Err(e) if e.code != "RESOURCE_ALREADY_EXISTS" => {
+                return Err(self.api_error("register the model", e));
+            }
             _ => {}
         }
         let mut tags = vec![
@@ -247,7 +301,11 @@ impl MlflowRegistry {
         self.version_number(&reply["model_version"]["version"])
     }
 
-    fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Result<Value, ApiError>, PublishError> {
+    fn get(
+        &self,
+        endpoint: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Result<Value, ApiError>, PublishError> {
         let mut request = self.agent.get(format!("{}{endpoint}", self.base));
         for (key, value) in query {
             request = request.query(*key, *value);
@@ -265,20 +323,29 @@ impl MlflowRegistry {
         self.reply(reply)
     }
 
-    fn reply(&self, reply: ureq::http::Response<ureq::Body>) -> Result<Result<Value, ApiError>, PublishError> {
+    fn reply(
+        &self,
+        reply: ureq::http::Response<ureq::Body>,
+    ) -> Result<Result<Value, ApiError>, PublishError> {
         let status = reply.status().as_u16();
         let text = reply
             .into_body()
             .read_to_string()
             .map_err(|e| self.remote(format!("sent an unreadable reply: {e}")))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|_| self.remote(format!("answered {status} with something other than JSON: {}", clip(&text))))?;
+        let value: Value = serde_json::from_str(&text).map_err(|_| {
+            self.remote(format!(
+                "answered {status} with something other than JSON: {}",
+                clip(&text)
+            ))
+        })?;
         if (200..300).contains(&status) {
             return Ok(Ok(value));
         }
         Ok(Err(ApiError {
             code: value["error_code"].as_str().unwrap_or("UNKNOWN").to_owned(),
-            message: value["message"].as_str().map_or_else(|| clip(&text), str::to_owned),
+            message: value["message"]
+                .as_str()
+                .map_or_else(|| clip(&text), str::to_owned),
         }))
     }
 
@@ -295,7 +362,10 @@ impl MlflowRegistry {
     }
 
     fn remote(&self, message: String) -> PublishError {
-        PublishError::Remote { registry: format!("mlflow+{}", self.base), message }
+        PublishError::Remote {
+            registry: format!("mlflow+{}", self.base),
+            message,
+        }
     }
 
     fn string(&self, value: &Value, what: &str) -> Result<String, PublishError> {
@@ -310,7 +380,9 @@ impl MlflowRegistry {
             .as_str()
             .and_then(|v| v.parse().ok())
             .or_else(|| value.as_u64())
-            .ok_or_else(|| self.remote(format!("answered with model version {value}, not a number")))
+            .ok_or_else(|| {
+                self.remote(format!("answered with model version {value}, not a number"))
+            })
     }
 }
 
@@ -329,9 +401,10 @@ impl super::ModelRegistry for MlflowRegistry {
         }
         let experiment = self.experiment(&release.name)?;
         let run = self.create_run(&experiment, release)?;
-        let filled = self
-            .artifact_root(&run)
-            .and_then(|root| self.log(&run, release).and_then(|()| self.upload(root, release)));
+        let filled = self.artifact_root(&run).and_then(|root| {
+            self.log(&run, release)
+                .and_then(|()| self.upload(root, release))
+        });
         if let Err(e) = filled {
             // The failure may have been losing the server, which then cannot
             // take the run's FAILED status either.
@@ -340,7 +413,10 @@ impl super::ModelRegistry for MlflowRegistry {
                 Err(_) => "is left unfinished",
             };
             let left = format!("no version was registered; run {} {run_state}", run.id);
-            return Err(PublishError::Unfinished { failed: Box::new(e), left });
+            return Err(PublishError::Unfinished {
+                failed: Box::new(e),
+                left,
+            });
         }
         self.end_run(&run, "FINISHED")?;
         let version = self.register(&run, release, &content).map_err(|e| PublishError::Unfinished {
@@ -356,7 +432,11 @@ impl super::ModelRegistry for MlflowRegistry {
 fn lineage(release: &Release, path: &str) -> String {
     let mut chain = vec![path.to_owned()];
     let mut current = path.to_owned();
-    while let Some(artifact) = release.artifacts.iter().find(|a| a.path.display().to_string() == current) {
+    while let Some(artifact) = release
+        .artifacts
+        .iter()
+        .find(|a| a.path.display().to_string() == current)
+    {
         match artifact.parents.first() {
             Some(parent) if !chain.contains(parent) => {
                 chain.push(parent.clone());
@@ -370,8 +450,18 @@ fn lineage(release: &Release, path: &str) -> String {
 
 /// A file name as an MLflow tag key allows it.
 fn file_key(path: &Path) -> String {
-    let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).collect()
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn clip(text: &str) -> String {
@@ -379,5 +469,7 @@ fn clip(text: &str) -> String {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -12,7 +12,8 @@ const MAX_PARAM_VALUE: usize = 6000;
 
 /// Every scalar and array of the recipe, under its dotted key path.
 pub fn params(recipe: &str) -> Result<Vec<(String, String)>, String> {
-    let table: toml::Table = toml::from_str(recipe).map_err(|e| format!("is not the TOML recipe decant ran: {e}"))?;
+    let table: toml::Table =
+        toml::from_str(recipe).map_err(|e| format!("is not the TOML recipe decant ran: {e}"))?;
     let mut params = Vec::new();
     flatten("", &toml::Value::Table(table), &mut params);
     Ok(params)
@@ -22,7 +23,11 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
     match value {
         toml::Value::Table(table) => {
             for (key, value) in table {
-                let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 flatten(&key, value, out);
             }
         }

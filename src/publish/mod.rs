@@ -24,7 +24,10 @@ use crate::stage::pipeline::MANIFEST_FILE;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
     Run { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
@@ -34,7 +37,10 @@ pub enum PublishError {
     /// A publish that failed once it was writing to the registry; `left` is
     /// what it left there.
     #[error("{failed}; {left}")]
-    Unfinished { failed: Box<PublishError>, left: String },
+    Unfinished {
+        failed: Box<PublishError>,
+        left: String,
+    },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
     #[error("{0}")]
@@ -43,14 +49,19 @@ pub enum PublishError {
 
 impl PublishError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        PublishError::Io { path: path.to_owned(), source }
+        PublishError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 
     /// A run's file whose hash is no longer the manifest's.
     fn changed(path: &Path, actual: &str, expected: &str) -> Self {
         PublishError::Run {
             path: path.to_owned(),
-            message: format!("has sha256 {actual}, the manifest says {expected}; it changed after the run"),
+            message: format!(
+                "has sha256 {actual}, the manifest says {expected}; it changed after the run"
+            ),
         }
     }
 }
@@ -70,7 +81,10 @@ impl ReleaseFile {
         let source = run_dir.join(&self.path);
         match self.path.file_name() {
             Some(name) => Ok((source, name)),
-            None => Err(PublishError::Run { path: source, message: "names no file".to_owned() }),
+            None => Err(PublishError::Run {
+                path: source,
+                message: "names no file".to_owned(),
+            }),
         }
     }
 }
@@ -161,19 +175,25 @@ impl Release {
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => PublishError::Run {
                 path: run_dir.to_owned(),
-                message: "has no manifest.json; publish a run directory `decant run` completed".to_owned(),
+                message: "has no manifest.json; publish a run directory `decant run` completed"
+                    .to_owned(),
             },
             _ => PublishError::io(&path, e),
         })?;
-        let manifest: ManifestView = serde_json::from_str(&text).map_err(|e| PublishError::Run {
-            path: path.clone(),
-            message: format!("is not a manifest decant wrote: {e}"),
-        })?;
+        let manifest: ManifestView =
+            serde_json::from_str(&text).map_err(|e| PublishError::Run {
+                path: path.clone(),
+                message: format!("is not a manifest decant wrote: {e}"),
+            })?;
         let files: Vec<ReleaseFile> = manifest
             .artifacts
             .iter()
             .filter(|a| a.stage == "export")
-            .map(|a| ReleaseFile { path: a.path.clone(), sha256: a.sha256.clone(), size: a.size })
+            .map(|a| ReleaseFile {
+                path: a.path.clone(),
+                sha256: a.sha256.clone(),
+                size: a.size,
+            })
             .collect();
         if files.is_empty() {
             return Err(PublishError::Run {
@@ -214,7 +234,11 @@ pub fn publish(release: &Release, registry: &Registry) -> Result<Published, Publ
     let registry: Box<dyn ModelRegistry> = match registry {
         Registry::File { dir } => Box::new(FileRegistry::new(dir)),
         Registry::Mlflow { url } => Box::new(MlflowRegistry::new(url)),
-        Registry::Oci { registry, repository, tag } => Box::new(OciRegistry::new(registry, repository, tag)),
+        Registry::Oci {
+            registry,
+            repository,
+            tag,
+        } => Box::new(OciRegistry::new(registry, repository, tag)),
         Registry::HuggingFace { repo } => Box::new(HfRegistry::new(repo)),
     };
     registry.publish(release)

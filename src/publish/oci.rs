@@ -39,7 +39,11 @@ pub struct OciRegistry {
 /// One layer or config blob: its bytes in memory, or the file that holds them.
 enum Blob<'a> {
     Bytes(Vec<u8>),
-    File { path: &'a Path, sha256: &'a str, size: u64 },
+    File {
+        path: &'a Path,
+        sha256: &'a str,
+        size: u64,
+    },
 }
 
 struct Descriptor {
@@ -75,10 +79,24 @@ impl OciRegistry {
         }
     }
 
-
     /// Pushes a GGUF's blobs; returns the image manifest to tag.
-    fn push_image(&self, gguf: &Path, sha256: &str, size: u64, ty: &str) -> Result<Value, PublishError> {
-        let model = self.push_blob(MODEL_TYPE, Blob::File { path: gguf, sha256, size }, gguf, "model layer")?;
+    fn push_image(
+        &self,
+        gguf: &Path,
+        sha256: &str,
+        size: u64,
+        ty: &str,
+    ) -> Result<Value, PublishError> {
+        let model = self.push_blob(
+            MODEL_TYPE,
+            Blob::File {
+                path: gguf,
+                sha256,
+                size,
+            },
+            gguf,
+            "model layer",
+        )?;
         let file = quantize::gguf::GgufFile::open(gguf).map_err(|e| PublishError::Run {
             path: gguf.to_owned(),
             message: format!("is not a GGUF file decant can read: {e}"),
@@ -86,7 +104,10 @@ impl OciRegistry {
         let text = |key: &str| file.get(key).and_then(|v| v.as_str()).map(str::to_owned);
         let family = text("general.architecture").unwrap_or_else(|| "llama".to_owned());
         let mut layers = vec![model];
-        if let Some(chat) = text("tokenizer.chat_template").as_deref().and_then(export::ollama_chat) {
+        if let Some(chat) = text("tokenizer.chat_template")
+            .as_deref()
+            .and_then(export::ollama_chat)
+        {
             let template = Blob::Bytes(chat.template.as_bytes().to_vec());
             layers.push(self.push_blob(TEMPLATE_TYPE, template, gguf, "chat template layer")?);
             if let Some(system) = &chat.system {
@@ -94,7 +115,12 @@ impl OciRegistry {
                 layers.push(self.push_blob(SYSTEM_TYPE, system, gguf, "system prompt layer")?);
             }
             let params = serde_json::to_vec(&json!({ "stop": chat.stops })).expect("serializable");
-            layers.push(self.push_blob(PARAMS_TYPE, Blob::Bytes(params), gguf, "stop parameters layer")?);
+            layers.push(self.push_blob(
+                PARAMS_TYPE,
+                Blob::Bytes(params),
+                gguf,
+                "stop parameters layer",
+            )?);
         }
         let config = json!({
             "model_format": "gguf",
@@ -126,14 +152,25 @@ impl OciRegistry {
         part: &str,
     ) -> Result<Descriptor, PublishError> {
         let (digest, size) = match &blob {
-            Blob::Bytes(bytes) => (format!("sha256:{:x}", Sha256::digest(bytes)), bytes.len() as u64),
+            Blob::Bytes(bytes) => (
+                format!("sha256:{:x}", Sha256::digest(bytes)),
+                bytes.len() as u64,
+            ),
             Blob::File { sha256, size, .. } => (format!("sha256:{sha256}"), *size),
         };
-        let descriptor = Descriptor { media_type, digest, size };
+        let descriptor = Descriptor {
+            media_type,
+            digest,
+            size,
+        };
         self.store_blob(&descriptor, blob).map_err(|e| match e {
             PublishError::Remote { registry, message } => PublishError::Remote {
                 registry,
-                message: format!("cannot push the {part} of {} (blob {}): {message}", gguf.display(), descriptor.digest),
+                message: format!(
+                    "cannot push the {part} of {} (blob {}): {message}",
+                    gguf.display(),
+                    descriptor.digest
+                ),
             },
             other => other,
         })?;
@@ -161,7 +198,11 @@ impl OciRegistry {
             .and_then(|l| l.to_str().ok())
             .ok_or_else(|| self.remote("started its upload without a Location".to_owned()))?
             .to_owned();
-        let url = if location.starts_with('/') { format!("{}{location}", self.origin) } else { location };
+        let url = if location.starts_with('/') {
+            format!("{}{location}", self.origin)
+        } else {
+            location
+        };
         let separator = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{separator}digest={}", descriptor.digest);
         let request = self
@@ -174,7 +215,10 @@ impl OciRegistry {
             Blob::File { path, sha256, .. } => {
                 let mut file = std::fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
                 let mut hasher = Sha256::new();
-                let mut hashing = Hashing { inner: &mut file, hasher: &mut hasher };
+                let mut hashing = Hashing {
+                    inner: &mut file,
+                    hasher: &mut hasher,
+                };
                 let reply = request.send(ureq::SendBody::from_reader(&mut hashing));
                 let actual = format!("{:x}", hasher.finalize());
                 if actual != sha256 {
@@ -197,7 +241,10 @@ impl OciRegistry {
         if !reply.status().is_success() {
             return Ok(false);
         }
-        let held = reply.into_body().read_to_vec().map_err(|e| self.remote(format!("sent an unreadable manifest: {e}")))?;
+        let held = reply
+            .into_body()
+            .read_to_vec()
+            .map_err(|e| self.remote(format!("sent an unreadable manifest: {e}")))?;
         Ok(held == manifest)
     }
 
@@ -222,7 +269,10 @@ impl OciRegistry {
         }
         let code = reply.status().as_u16();
         let text = reply.into_body().read_to_string().unwrap_or_default();
-        Err(self.remote(format!("cannot {doing} ({code}): {}", text.trim().chars().take(300).collect::<String>())))
+        Err(self.remote(format!(
+            "cannot {doing} ({code}): {}",
+            text.trim().chars().take(300).collect::<String>()
+        )))
     }
 
     fn unreachable(&self, e: ureq::Error) -> PublishError {
@@ -230,7 +280,10 @@ impl OciRegistry {
     }
 
     fn remote(&self, message: String) -> PublishError {
-        PublishError::Remote { registry: format!("oci://{}/{}", self.registry, self.repository), message }
+        PublishError::Remote {
+            registry: format!("oci://{}/{}", self.registry, self.repository),
+            message,
+        }
     }
 }
 
@@ -244,7 +297,8 @@ impl super::ModelRegistry for OciRegistry {
         let Some(first) = ggufs.first() else {
             return Err(PublishError::Run {
                 path: release.run_dir.clone(),
-                message: "exported no GGUF file; an OCI registry takes Ollama's GGUF images".to_owned(),
+                message: "exported no GGUF file; an OCI registry takes Ollama's GGUF images"
+                    .to_owned(),
             });
         };
         let mut manifests = Vec::new();
@@ -260,10 +314,12 @@ impl super::ModelRegistry for OciRegistry {
                 return Err(PublishError::changed(&path, &sha256, &gguf.sha256));
             }
             let ty = gguf.metrics["type"].as_str().unwrap_or("gguf");
-            let manifest = self.push_image(&path, &gguf.sha256, gguf.size, ty).map_err(|e| PublishError::Unfinished {
-                failed: Box::new(e),
-                left: "no tag was pushed".to_owned(),
-            })?;
+            let manifest = self
+                .push_image(&path, &gguf.sha256, gguf.size, ty)
+                .map_err(|e| PublishError::Unfinished {
+                    failed: Box::new(e),
+                    left: "no tag was pushed".to_owned(),
+                })?;
             let mut tags = vec![format!("{}-{ty}", self.tag)];
             if std::ptr::eq(*gguf, *first) {
                 tags.insert(0, self.tag.clone());
@@ -289,4 +345,3 @@ impl super::ModelRegistry for OciRegistry {
         })
     }
 }
-

@@ -191,13 +191,6 @@ fn read_recipe(mut root: Table<'_, '_>, base: &Path, name: String) -> Option<Rec
             );
         }
     }
-    if has_qat && train.as_ref().is_some_and(|t| t.dtype == train::Dtype::Bf16) {
-        out.error(
-            out.span_of("train.dtype"),
-            "`train.dtype`: QAT trains against the rounding of the f32 master weights, which bf16 \
-             copies would change; use dtype = \"f32\" in a recipe with [qat]",
-        );
-    }
     if let (Some(eval), Some(data)) = (&eval, &data) {
         if eval.data.is_none() && data.eval.is_none() && data.held_out.is_none() {
             out.error(

@@ -92,10 +92,10 @@ pub fn render_text(recipe: &Recipe) -> String {
             train.seed,
             train.backend,
             train.devices,
-            if train.dtype == Dtype::F32 {
-                "f32"
-            } else {
-                "bf16"
+            match (train.dtype, recipe.qat.is_some()) {
+                (Dtype::F32, _) => "f32",
+                (Dtype::Bf16, false) => "bf16",
+                (Dtype::Bf16, true) => "bf16 (QAT in f32)",
             },
             train.checkpoint_every,
             train.keep_checkpoints

@@ -110,7 +110,13 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Train> {
         .unwrap_or(Dtype::F32);
     let on_non_finite = table
         .optional("on_non_finite", one_of(&["stop", "skip"]))
-        .map(|name| if name == "skip" { NonFinitePolicy::Skip } else { NonFinitePolicy::Stop })
+        .map(|name| {
+            if name == "skip" {
+                NonFinitePolicy::Skip
+            } else {
+                NonFinitePolicy::Stop
+            }
+        })
         .unwrap_or_default();
 
     let out = table.collector();

@@ -27,7 +27,11 @@ struct Step {
 }
 
 /// Writes the report of the run in `run_dir`; returns its path.
-pub fn write(run_dir: &Path, manifest: &Manifest, eval: Option<&EvalReport>) -> Result<PathBuf, StageError> {
+pub fn write(
+    run_dir: &Path,
+    manifest: &Manifest,
+    eval: Option<&EvalReport>,
+) -> Result<PathBuf, StageError> {
     let mut curves = Vec::new();
     for stage in ["distill", "qat"] {
         let path = run_dir.join(stage).join("metrics.jsonl");
@@ -91,7 +95,12 @@ fn models_table(text: &mut String, run_dir: &Path, eval: &EvalReport) {
     );
     let number = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.4}"));
     for m in &eval.models {
-        let file = m.model.strip_prefix(run_dir).unwrap_or(&m.model).display().to_string();
+        let file = m
+            .model
+            .strip_prefix(run_dir)
+            .unwrap_or(&m.model)
+            .display()
+            .to_string();
         let cascade = match m.cascade.as_ref().map(|c| c.chosen) {
             Some(Some(p)) => format!("{:.3}, {:.0}%", p.threshold, p.coverage * 100.0),
             Some(None) => "none meets the target".to_owned(),
@@ -115,7 +124,11 @@ fn models_table(text: &mut String, run_dir: &Path, eval: &EvalReport) {
 fn lineage(text: &mut String, manifest: &Manifest) {
     text.push_str("\n## Lineage\n\n| artifact | kind | size (MB) | sha256 | made from |\n|---|---|---|---|---|\n");
     for a in &manifest.artifacts {
-        let parents: Vec<String> = a.parents.iter().map(|p| format!("`{}`", p.display())).collect();
+        let parents: Vec<String> = a
+            .parents
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
         let _ = writeln!(
             text,
             "| `{}` | {} | {:.1} | `{}…` | {} |",

@@ -27,7 +27,10 @@ pub struct Cascade {
 }
 
 pub fn choose(predictions: &[Prediction], target_accuracy: f64) -> Cascade {
-    let mut by_confidence: Vec<(f64, bool)> = predictions.iter().map(|p| (p.mean_logprob, p.exact)).collect();
+    let mut by_confidence: Vec<(f64, bool)> = predictions
+        .iter()
+        .map(|p| (p.mean_logprob, p.exact))
+        .collect();
     by_confidence.sort_by(|a, b| b.0.total_cmp(&a.0));
     let n = by_confidence.len();
     let mut curve = Vec::new();
@@ -35,7 +38,10 @@ pub fn choose(predictions: &[Prediction], target_accuracy: f64) -> Cascade {
     for (i, &(confidence, exact)) in by_confidence.iter().enumerate() {
         hits += usize::from(exact);
         // Equal confidences are kept or sent on together.
-        if by_confidence.get(i + 1).is_some_and(|next| next.0 == confidence) {
+        if by_confidence
+            .get(i + 1)
+            .is_some_and(|next| next.0 == confidence)
+        {
             continue;
         }
         let kept = i + 1;
@@ -45,8 +51,16 @@ pub fn choose(predictions: &[Prediction], target_accuracy: f64) -> Cascade {
             accuracy: hits as f64 / kept as f64,
         });
     }
-    let chosen = curve.iter().rev().find(|p| p.accuracy >= target_accuracy).copied();
-    Cascade { target_accuracy, chosen, curve }
+    let chosen = curve
+        .iter()
+        .rev()
+        .find(|p| p.accuracy >= target_accuracy)
+        .copied();
+    Cascade {
+        target_accuracy,
+        chosen,
+        curve,
+    }
 }
 
 #[cfg(test)]
@@ -78,16 +92,37 @@ mod tests {
         let cascade = choose(&predictions, 0.75);
         let accuracies: Vec<f64> = cascade.curve.iter().map(|p| p.accuracy).collect();
         assert_eq!(accuracies, [1.0, 1.0, 2.0 / 3.0, 0.75, 0.6]);
-        assert_eq!(cascade.chosen, Some(CascadePoint { threshold: -0.4, coverage: 0.8, accuracy: 0.75 }));
-        assert_eq!(choose(&predictions, 1.0).chosen.map(|p| p.threshold), Some(-0.2));
+        assert_eq!(
+            cascade.chosen,
+            Some(CascadePoint {
+                threshold: -0.4,
+                coverage: 0.8,
+                accuracy: 0.75
+            })
+        );
+        assert_eq!(
+            choose(&predictions, 1.0).chosen.map(|p| p.threshold),
+            Some(-0.2)
+        );
         assert_eq!(choose(&[prediction(-0.1, false)], 0.5).chosen, None);
     }
 
     #[test]
     fn equal_confidences_go_together() {
-        let predictions = [prediction(-0.5, true), prediction(-0.5, false), prediction(-0.1, true)];
+        let predictions = [
+            prediction(-0.5, true),
+            prediction(-0.5, false),
+            prediction(-0.1, true),
+        ];
         let cascade = choose(&predictions, 0.9);
         assert_eq!(cascade.curve.len(), 2);
-        assert_eq!(cascade.chosen, Some(CascadePoint { threshold: -0.1, coverage: 1.0 / 3.0, accuracy: 1.0 }));
+        assert_eq!(
+            cascade.chosen,
+            Some(CascadePoint {
+                threshold: -0.1,
+                coverage: 1.0 / 3.0,
+                accuracy: 1.0
+            })
+        );
     }
 }

@@ -21,7 +21,13 @@ const CARD_END: &str = "<!-- /decant:cascade -->";
 pub fn stamp(models: &[ModelScores], exported: &ExportReport) -> Result<(), StageError> {
     let stamped: Vec<&ModelScores> = models
         .iter()
-        .filter(|m| m.cascade.is_some() && exported.files.iter().any(|f| f.format == "gguf" && f.path == m.model))
+        .filter(|m| {
+            m.cascade.is_some()
+                && exported
+                    .files
+                    .iter()
+                    .any(|f| f.format == "gguf" && f.path == m.model)
+        })
         .collect();
     if stamped.is_empty() {
         return Ok(());
@@ -29,13 +35,28 @@ pub fn stamp(models: &[ModelScores], exported: &ExportReport) -> Result<(), Stag
     for scores in &stamped {
         let cascade = scores.cascade.as_ref().expect("filtered on");
         let mut entries = vec![
-            ("decant.cascade.confidence".to_owned(), Value::from(CONFIDENCE)),
-            ("decant.cascade.target_accuracy".to_owned(), Value::F32(cascade.target_accuracy as f32)),
+            (
+                "decant.cascade.confidence".to_owned(),
+                Value::from(CONFIDENCE),
+            ),
+            (
+                "decant.cascade.target_accuracy".to_owned(),
+                Value::F32(cascade.target_accuracy as f32),
+            ),
         ];
         if let Some(point) = cascade.chosen {
-            entries.push(("decant.cascade.threshold".to_owned(), Value::F32(point.threshold as f32)));
-            entries.push(("decant.cascade.coverage".to_owned(), Value::F32(point.coverage as f32)));
-            entries.push(("decant.cascade.accuracy".to_owned(), Value::F32(point.accuracy as f32)));
+            entries.push((
+                "decant.cascade.threshold".to_owned(),
+                Value::F32(point.threshold as f32),
+            ));
+            entries.push((
+                "decant.cascade.coverage".to_owned(),
+                Value::F32(point.coverage as f32),
+            ));
+            entries.push((
+                "decant.cascade.accuracy".to_owned(),
+                Value::F32(point.accuracy as f32),
+            ));
         }
         set_metadata(&scores.model, &entries).map_err(export::ExportError::from)?;
     }
@@ -53,12 +74,24 @@ fn write_card_section(card: &Path, models: &[&ModelScores]) -> Result<(), StageE
          reaches the threshold, and the teacher answers the rest. Chosen by `decant run` on the eval set for a target \
          exact match of {:.0}%; the GGUF files carry it as `decant.cascade.threshold`.\n\n\
          | file | threshold | student keeps | exact match on those |\n|---|---|---|---|\n",
-        models[0].cascade.as_ref().map_or(0.0, |c| c.target_accuracy * 100.0)
+        models[0]
+            .cascade
+            .as_ref()
+            .map_or(0.0, |c| c.target_accuracy * 100.0)
     );
     for scores in models {
-        let name = scores.model.file_name().unwrap_or_default().to_string_lossy();
+        let name = scores
+            .model
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
         let row = match scores.cascade.as_ref().and_then(|c| c.chosen) {
-            Some(p) => format!("| {name} | {:.4} | {:.1}% | {:.1}% |\n", p.threshold, p.coverage * 100.0, p.accuracy * 100.0),
+            Some(p) => format!(
+                "| {name} | {:.4} | {:.1}% | {:.1}% |\n",
+                p.threshold,
+                p.coverage * 100.0,
+                p.accuracy * 100.0
+            ),
             None => format!("| {name} | none meets the target | 0% | — |\n"),
         };
         section.push_str(&row);
@@ -66,7 +99,11 @@ fn write_card_section(card: &Path, models: &[&ModelScores]) -> Result<(), StageE
     let _ = writeln!(section, "{CARD_END}");
     let updated = match (text.find(CARD_BEGIN), text.find(CARD_END)) {
         (Some(begin), Some(end)) if end > begin => {
-            format!("{}{section}{}", &text[..begin], text[end + CARD_END.len()..].trim_start_matches('\n'))
+            format!(
+                "{}{section}{}",
+                &text[..begin],
+                text[end + CARD_END.len()..].trim_start_matches('\n')
+            )
         }
         _ => format!("{}\n\n{section}", text.trim_end()),
     };

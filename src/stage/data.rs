@@ -58,5 +58,8 @@ pub fn held_out_split(data: &Data, spec: RecordSpec) -> Result<Split, StageError
         ));
     };
     let source = DataSource::from_files(data.train.files.clone(), spec);
-    Ok(Split::new(source, HeldOut::Fraction(FractionSplit::new(fraction, SPLIT_SEED)?))?)
+    Ok(Split::new(
+        source,
+        HeldOut::Fraction(FractionSplit::new(fraction, SPLIT_SEED)?),
+    )?)
 }

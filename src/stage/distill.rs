@@ -11,25 +11,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
+use datasets::logit_cache::TeacherCache;
 use datasets::{Documents, LoaderConfig, Order, Part, Shard};
 use distill::{
-    CachedDistillation, Divergence, HiddenAlignment, HiddenLoss, OnPolicyConfig, OnPolicyDistillation,
-    OnlineDistillation,
+    CachedDistillation, Divergence, HiddenAlignment, HiddenLoss, OnPolicyConfig,
+    OnPolicyDistillation, OnlineDistillation,
 };
 use export::{DatasetRef, Dtype, ExportMetadata, HfOptions, ModelRef};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use train::Transformer;
 use train::backend::{BackendFn, BackendKind, dispatch};
 use train::optim::{AdamWConfig, ScheduleKind};
 use train::trainer::{CrossEntropy, Precision, Topology, TrainConfig, TrainData, Trainer};
-use burn::module::Module;
-use train::Transformer;
-use datasets::logit_cache::TeacherCache;
 
-use super::student::{self, Lineage, WidthLineage};
 use super::state::{self, INPUTS_FILE, REPORT_FILE, Started, sha256_of};
+use super::student::{self, Lineage, WidthLineage};
 use super::{StageError, data, replicas, source};
 use crate::model_arg::{self, ModelSource};
 use crate::recipe::distill::{Distill, Hidden, HiddenLoss as HiddenLossKind, Loss, TeacherMode};
@@ -129,19 +129,32 @@ impl BackendFn for Job<'_> {
         let template = source::chat_template(&vocab_source)?;
         let prepared = data::prepare(&recipe.data, Part::Train, &tokenizer, template.as_ref())?;
         let documents = Arc::new(prepared.documents);
-        let teacher_sha256 = teacher_source.as_ref().map(|t| sha256_of(t.path())).transpose()?;
+        let teacher_sha256 = teacher_source
+            .as_ref()
+            .map(|t| sha256_of(t.path()))
+            .transpose()?;
         let inputs = inputs_hash(recipe, teacher_sha256.as_deref(), documents.fingerprint());
 
         if let Some(report) =
-            state::completed(&stage.dir, &inputs, "distill", |r: &DistillReport| &r.inputs)?
+            state::completed(&stage.dir, &inputs, "distill", |r: &DistillReport| {
+                &r.inputs
+            })?
         {
-            return Ok(DistillReport { reused: true, ..report });
+            return Ok(DistillReport {
+                reused: true,
+                ..report
+            });
         }
         let inputs_path = stage.dir.join(INPUTS_FILE);
         let topology = &stage.topology;
         let leads = topology.is_leader();
         let started = if leads {
-            Some(state::check_started(&stage.dir, &inputs, stage.resume, "distill")?)
+            Some(state::check_started(
+                &stage.dir,
+                &inputs,
+                stage.resume,
+                "distill",
+            )?)
         } else {
             None
         };
@@ -154,10 +167,19 @@ impl BackendFn for Job<'_> {
         let train_data = train_data(recipe, &documents);
         let (leader, lineage) = match started {
             None => (None, None),
-            Some(Started::Resume { inputs: saved, checkpoint: true }) => {
-                let lineage: Lineage = serde_json::from_value(saved["lineage"].clone())
-                    .map_err(|e| StageError::RunDir { path: inputs_path.clone(), message: e.to_string() })?;
-                let trainer = Trainer::<B>::resume(config.clone(), train_data.clone(), &stage.dir, &device)?;
+            Some(Started::Resume {
+                inputs: saved,
+                checkpoint: true,
+            }) => {
+                let lineage: Lineage =
+                    serde_json::from_value(saved["lineage"].clone()).map_err(|e| {
+                        StageError::RunDir {
+                            path: inputs_path.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                let trainer =
+                    Trainer::<B>::resume(config.clone(), train_data.clone(), &stage.dir, &device)?;
                 (Some(trainer), Some(lineage))
             }
             Some(_) => {
@@ -172,7 +194,8 @@ impl BackendFn for Job<'_> {
                     && !recipe.student.init.prunes_teacher()
                 {
                     let student_source = student_source(recipe)?;
-                    let teacher_vocab = teacher.as_ref().map_or(usize::MAX, |t| t.config.vocab_size);
+                    let teacher_vocab =
+                        teacher.as_ref().map_or(usize::MAX, |t| t.config.vocab_size);
                     let student_vocab = student.config.vocab_size;
                     source::same_tokenizer(
                         (teacher_source, teacher_vocab),
@@ -181,16 +204,20 @@ impl BackendFn for Job<'_> {
                     )?;
                 }
                 let student = match (&recipe.distill, &teacher) {
-                    (Some(Distill { hidden: Some(_), .. }), Some(teacher)) => {
-                        with_projection(student, teacher.config.hidden_size, &lineage)
-                    }
+                    (
+                        Some(Distill {
+                            hidden: Some(_), ..
+                        }),
+                        Some(teacher),
+                    ) => with_projection(student, teacher.config.hidden_size, &lineage),
                     _ => student,
                 };
                 state::write_json(
                     &inputs_path,
                     &json!({ "inputs": inputs, "lineage": lineage }),
                 )?;
-                let trainer = Trainer::start(config.clone(), student, train_data.clone(), &stage.dir)?;
+                let trainer =
+                    Trainer::start(config.clone(), student, train_data.clone(), &stage.dir)?;
                 (Some(trainer), Some(lineage))
             }
         };
@@ -207,8 +234,15 @@ impl BackendFn for Job<'_> {
         };
         let (trainer, summary) = match (&recipe.distill, teacher) {
             (Some(distill), Some(teacher)) if distill.teacher == TeacherMode::Cached => {
-                let k = distill.top_k.expect("a checked recipe has top_k with a cached teacher") as usize;
-                let cache_dir = stage.dir.parent().unwrap_or(Path::new(".")).join("teacher-cache");
+                let k = distill
+                    .top_k
+                    .expect("a checked recipe has top_k with a cached teacher")
+                    as usize;
+                let cache_dir = stage
+                    .dir
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("teacher-cache");
                 let spec = super::teacher_cache::spec(
                     k,
                     teacher_sha256.clone().expect("a teacher was hashed"),
@@ -218,7 +252,13 @@ impl BackendFn for Job<'_> {
                     // Each node caches its part; the leader merges them once all have joined.
                     Some(nodes) => {
                         super::teacher_cache::ensure_part(
-                            &teacher, &documents, &spec, &cache_dir, nodes.rank, nodes.world, stage.progress,
+                            &teacher,
+                            &documents,
+                            &spec,
+                            &cache_dir,
+                            nodes.rank,
+                            nodes.world,
+                            stage.progress,
                         )?;
                         let (cache_dir, documents) = (cache_dir.clone(), Arc::clone(&documents));
                         training.prepare = Some(Box::new(move || {
@@ -228,18 +268,29 @@ impl BackendFn for Job<'_> {
                         }));
                     }
                     None if leads => {
-                        super::teacher_cache::ensure(&teacher, &documents, spec, &cache_dir, stage.progress)?;
+                        super::teacher_cache::ensure(
+                            &teacher,
+                            &documents,
+                            spec,
+                            &cache_dir,
+                            stage.progress,
+                        )?;
                     }
                     None => {}
                 }
                 drop(teacher);
-                objective_name = format!("{} (alpha {}, cached top-{k})", loss_name(distill.loss), distill.alpha);
+                objective_name = format!(
+                    "{} (alpha {}, cached top-{k})",
+                    loss_name(distill.loss),
+                    distill.alpha
+                );
                 let (divergence, alpha) = (divergence(distill.loss), distill.alpha);
                 let objectives = replicas::objectives(topology, || {
                     let (cache_dir, documents) = (cache_dir.clone(), Arc::clone(&documents));
                     Box::new(move |_: &B::Device| {
                         let cache = TeacherCache::open(&cache_dir).map_err(objective_error)?;
-                        CachedDistillation::new(cache, documents, divergence, alpha).map_err(objective_error)
+                        CachedDistillation::new(cache, documents, divergence, alpha)
+                            .map_err(objective_error)
                     })
                 });
                 training.run(leader, objectives)?
@@ -249,15 +300,25 @@ impl BackendFn for Job<'_> {
                     .on_policy
                     .map(|o| format!(", on-policy lambda {}", o.lambda))
                     .unwrap_or_default();
-                objective_name =
-                    format!("{} (alpha {}{on_policy_name})", loss_name(distill.loss), distill.alpha);
-                let (divergence, temperature, alpha) = (divergence(distill.loss), distill.temperature, distill.alpha);
+                objective_name = format!(
+                    "{} (alpha {}{on_policy_name})",
+                    loss_name(distill.loss),
+                    distill.alpha
+                );
+                let (divergence, temperature, alpha) =
+                    (divergence(distill.loss), distill.temperature, distill.alpha);
                 let stage_dir = &stage.dir;
                 let online = |teacher: Transformer<B::InnerBackend>, device: &B::Device| {
-                    let online = OnlineDistillation::<B>::new(teacher.to_device(device), divergence, temperature, alpha)
-                        .map_err(objective_error)?;
+                    let online = OnlineDistillation::<B>::new(
+                        teacher.to_device(device),
+                        divergence,
+                        temperature,
+                        alpha,
+                    )
+                    .map_err(objective_error)?;
                     match distill.hidden {
-                        Some(hidden) => Ok(online.with_hidden(alignment(hidden, stage_dir).map_err(objective_error)?)),
+                        Some(hidden) => Ok(online
+                            .with_hidden(alignment(hidden, stage_dir).map_err(objective_error)?)),
                         None => Ok(online),
                     }
                 };
@@ -268,12 +329,15 @@ impl BackendFn for Job<'_> {
                             lambda: on_policy.lambda,
                             max_new_tokens: on_policy.max_new_tokens as usize,
                             temperature: on_policy.temperature as f32,
-                            end_of_generation: (0..vocab).filter(|&id| tokenizer.is_eog(id)).collect(),
+                            end_of_generation: (0..vocab)
+                                .filter(|&id| tokenizer.is_eog(id))
+                                .collect(),
                         };
                         let objectives = replicas::objectives(topology, || {
                             let (teacher, on_policy) = (teacher.clone(), on_policy.clone());
                             Box::new(move |device: &B::Device| {
-                                OnPolicyDistillation::new(online(teacher, device)?, on_policy).map_err(objective_error)
+                                OnPolicyDistillation::new(online(teacher, device)?, on_policy)
+                                    .map_err(objective_error)
                             })
                         });
                         training.run(leader, objectives)?
@@ -289,7 +353,8 @@ impl BackendFn for Job<'_> {
             }
             _ => {
                 objective_name = "cross_entropy".to_owned();
-                let objectives = replicas::objectives(topology, || Box::new(|_: &B::Device| Ok(CrossEntropy)));
+                let objectives =
+                    replicas::objectives(topology, || Box::new(|_: &B::Device| Ok(CrossEntropy)));
                 training.run(leader, objectives)?
             }
         };
@@ -306,21 +371,38 @@ impl BackendFn for Job<'_> {
                 name: recipe.export.name.clone(),
                 base_models: teacher_source
                     .iter()
-                    .map(|s| ModelRef { name: name_of(s), ..ModelRef::default() })
+                    .map(|s| ModelRef {
+                        name: name_of(s),
+                        ..ModelRef::default()
+                    })
                     .collect(),
                 datasets: prepared
                     .files
                     .iter()
-                    .map(|f| DatasetRef { name: f.display().to_string(), repo_url: None })
+                    .map(|f| DatasetRef {
+                        name: f.display().to_string(),
+                        repo_url: None,
+                    })
                     .collect(),
                 ..ExportMetadata::default()
             };
             state::clear_dir(&student_dir)?;
-            let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
-            export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
+            let options = HfOptions {
+                dtype: Dtype::F32,
+                max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES,
+            };
+            export::export_hf_dir(
+                &model,
+                vocab.as_ref(),
+                &metadata,
+                options,
+                &student_dir,
+                |_| {},
+            )?;
         }
-        let (student_layers, layer_influence, width) =
-            lineage.map_or((None, None, None), |l| (l.layers, l.importance.map(|i| i.influence), l.width));
+        let (student_layers, layer_influence, width) = lineage.map_or((None, None, None), |l| {
+            (l.layers, l.importance.map(|i| i.influence), l.width)
+        });
         let report = DistillReport {
             student: student_dir,
             teacher: teacher_source.map(|s| s.path().to_owned()),
@@ -350,7 +432,11 @@ impl BackendFn for Job<'_> {
 /// differs, for hidden-state alignment. A width-pruned student's hidden
 /// channel `i` is the teacher's channel `kept[i]`, so its projection starts
 /// as that selection; any other starts at random.
-fn with_projection<B: AutodiffBackend>(student: Transformer<B>, teacher_width: usize, lineage: &Lineage) -> Transformer<B> {
+fn with_projection<B: AutodiffBackend>(
+    student: Transformer<B>,
+    teacher_width: usize,
+    lineage: &Lineage,
+) -> Transformer<B> {
     let width = student.config.hidden_size;
     if width == teacher_width {
         return student;
@@ -361,7 +447,10 @@ fn with_projection<B: AutodiffBackend>(student: Transformer<B>, teacher_width: u
             weight[i * teacher_width + channel] = 1.0;
         }
         let device = student.embed_tokens.weight.device();
-        burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(weight, [width, teacher_width]), &device)
+        burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(weight, [width, teacher_width]),
+            &device,
+        )
     });
     student.with_hidden_projection(teacher_width, selection)
 }
@@ -379,8 +468,11 @@ fn alignment(hidden: Hidden, stage_dir: &Path) -> Result<HiddenAlignment, StageE
         path: path.clone(),
         message: e.to_string(),
     })?;
-    let lineage: Lineage = serde_json::from_value(saved["lineage"].clone())
-        .map_err(|e| StageError::RunDir { path, message: e.to_string() })?;
+    let lineage: Lineage =
+        serde_json::from_value(saved["lineage"].clone()).map_err(|e| StageError::RunDir {
+            path,
+            message: e.to_string(),
+        })?;
     Ok(HiddenAlignment {
         loss: match hidden.loss {
             HiddenLossKind::Mse => HiddenLoss::Mse,
@@ -395,25 +487,37 @@ fn alignment(hidden: Hidden, stage_dir: &Path) -> Result<HiddenAlignment, StageE
 fn check_supported(recipe: &Recipe) -> Result<(), StageError> {
     let fail = |m: &str| Err(StageError::Unsupported(m.to_owned()));
     if recipe.teacher.is_none() && recipe.student.init.prunes_teacher() {
-        return fail("[student.init]: pruning starts from the teacher's weights; add a [teacher] section");
+        return fail(
+            "[student.init]: pruning starts from the teacher's weights; add a [teacher] section",
+        );
     }
     if let Some(distill) = &recipe.distill {
         if distill.teacher == TeacherMode::Online && distill.top_k.is_some() {
-            return fail("[distill] top_k: the online teacher uses its whole distribution; top_k applies to teacher = \"cached\"");
+            return fail(
+                "[distill] top_k: the online teacher uses its whole distribution; top_k applies to teacher = \"cached\"",
+            );
         }
     }
     if recipe.train.schedule == Schedule::Linear && recipe.train.min_lr > 0.0 {
-        return fail("[train] min_lr: the linear schedule decays to 0; set min_lr = 0 or use schedule = \"cosine\"");
+        return fail(
+            "[train] min_lr: the linear schedule decays to 0; set min_lr = 0 or use schedule = \"cosine\"",
+        );
     }
     Ok(())
 }
 
 pub fn train_config(train: &Train) -> Result<TrainConfig, StageError> {
-    let Optimizer::Adamw { betas, eps, weight_decay } = train.optimizer;
+    let Optimizer::Adamw {
+        betas,
+        eps,
+        weight_decay,
+    } = train.optimizer;
     let schedule = match train.schedule {
         Schedule::Constant => ScheduleKind::Constant,
         Schedule::Linear => ScheduleKind::Linear,
-        Schedule::Cosine => ScheduleKind::Cosine { min_lr_ratio: train.min_lr / train.lr },
+        Schedule::Cosine => ScheduleKind::Cosine {
+            min_lr_ratio: train.min_lr / train.lr,
+        },
     };
     let config = TrainConfig {
         steps: train.steps,
@@ -421,7 +525,12 @@ pub fn train_config(train: &Train) -> Result<TrainConfig, StageError> {
         lr: train.lr,
         schedule,
         warmup_steps: train.warmup_steps,
-        optimizer: AdamWConfig { beta1: betas[0], beta2: betas[1], eps, weight_decay },
+        optimizer: AdamWConfig {
+            beta1: betas[0],
+            beta2: betas[1],
+            eps,
+            weight_decay,
+        },
         clip_norm: train.clip_norm,
         seed: train.seed,
         checkpoint_every: train.checkpoint_every,
@@ -478,15 +587,24 @@ pub(super) fn loss_name(loss: Loss) -> String {
 
 fn student_source(recipe: &Recipe) -> Result<ModelSource, StageError> {
     match &recipe.student.init {
-        crate::recipe::student::StudentInit::Model { model } => Ok(model_arg::resolve(&model.argument())?),
+        crate::recipe::student::StudentInit::Model { model } => {
+            Ok(model_arg::resolve(&model.argument())?)
+        }
         _ => unreachable!("only an existing model is a student source of its own"),
     }
 }
 
 pub(super) fn name_of(source: &ModelSource) -> String {
     let path = source.path();
-    let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
-    stem.map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+    let stem = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    stem.map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// sha256 over the recipe sections this stage reads, the teacher's bytes and

@@ -55,12 +55,22 @@ pub struct EvalReport {
 }
 
 /// Evaluates the files `exported` lists into `RUN_DIR/eval`.
-pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<EvalReport, StageError> {
-    let eval = recipe.eval.as_ref().expect("the eval stage runs with [eval]");
+pub fn run(
+    recipe: &Recipe,
+    run_dir: &Path,
+    exported: &ExportReport,
+) -> Result<EvalReport, StageError> {
+    let eval = recipe
+        .eval
+        .as_ref()
+        .expect("the eval stage runs with [eval]");
     let dir = run_dir.join("eval");
     let inputs = inputs_hash(recipe, &exported.inputs);
     if let Some(report) = state::completed(&dir, &inputs, "eval", |r: &EvalReport| &r.inputs)? {
-        return Ok(EvalReport { reused: true, ..report });
+        return Ok(EvalReport {
+            reused: true,
+            ..report
+        });
     }
     let teacher_source = recipe
         .teacher
@@ -68,21 +78,36 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
         .map(|t| model_arg::resolve(&t.model.argument()))
         .transpose()?;
     let student_source = ModelSource::HfDir(exported.student.clone());
-    let vocab_source = teacher_source.clone().unwrap_or_else(|| student_source.clone());
+    let vocab_source = teacher_source
+        .clone()
+        .unwrap_or_else(|| student_source.clone());
     let tokenizer = source::tokenizer(&vocab_source)?;
     let template = source::chat_template(&vocab_source)?;
     let (records, origin) = records(recipe, eval)?;
     let renderer = Renderer::new(&tokenizer, template.as_ref(), recipe.data.train_on);
-    let prepare = Prepare::new(renderer, Some(recipe.data.max_length as usize), recipe.data.truncation)?;
+    let prepare = Prepare::new(
+        renderer,
+        Some(recipe.data.max_length as usize),
+        recipe.data.truncation,
+    )?;
     let (documents, _) = Documents::build(records.iter().cloned().map(Ok), &prepare, &origin)?;
 
     let load = |path: &Path| train::load_model::<CpuBackend>(path, &Default::default());
-    let teacher = teacher_source.as_ref().map(|s| load(s.path())).transpose()?;
+    let teacher = teacher_source
+        .as_ref()
+        .map(|s| load(s.path()))
+        .transpose()?;
     let mut candidates: Vec<(String, PathBuf)> = teacher_source
         .iter()
         .map(|s| ("teacher".to_owned(), s.path().to_owned()))
         .collect();
-    candidates.extend(exported.files.iter().filter(|f| f.format == "gguf").map(|f| (f.ty.clone(), f.path.clone())));
+    candidates.extend(
+        exported
+            .files
+            .iter()
+            .filter(|f| f.format == "gguf")
+            .map(|f| (f.ty.clone(), f.path.clone())),
+    );
 
     let mut models = Vec::new();
     for (label, path) in candidates {
@@ -97,7 +122,9 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
         };
         let mut scores = ModelScores {
             label,
-            file_size: std::fs::metadata(&path).map_err(|e| StageError::io(&path, e))?.len(),
+            file_size: std::fs::metadata(&path)
+                .map_err(|e| StageError::io(&path, e))?
+                .len(),
             model: path,
             parameters: burn::module::Module::num_params(model) as u64,
             ppl: None,
@@ -109,26 +136,51 @@ pub fn run(recipe: &Recipe, run_dir: &Path, exported: &ExportReport) -> Result<E
             tokens_per_s: None,
             cascade: None,
         };
-        text_metrics(&mut scores, model, teacher.as_ref().filter(|_| !is_teacher), &documents, eval, &origin)?;
+        text_metrics(
+            &mut scores,
+            model,
+            teacher.as_ref().filter(|_| !is_teacher),
+            &documents,
+            eval,
+            &origin,
+        )?;
         if eval.metrics.contains(&Metric::Exact) {
             let Some(template) = &template else {
                 return Err(StageError::Unsupported(format!(
                     "[eval] metrics: 'exact' renders each conversation through the chat template, and {vocab_source} has none"
                 )));
             };
-            let task = ChatTask { tokenizer: &tokenizer, template, max_new_tokens: eval.max_new_tokens as usize };
-            let report = task_eval::evaluate(model, &task, records.iter().cloned().map(Ok), &origin, |_| {})
-                .map_err(|e| StageError::Unsupported(e.to_string()))?;
+            let task = ChatTask {
+                tokenizer: &tokenizer,
+                template,
+                max_new_tokens: eval.max_new_tokens as usize,
+            };
+            let report = task_eval::evaluate(
+                model,
+                &task,
+                records.iter().cloned().map(Ok),
+                &origin,
+                |_| {},
+            )
+            .map_err(|e| StageError::Unsupported(e.to_string()))?;
             scores.exact_match = Some(report.exact_match);
             scores.json_valid = report.json_valid;
             scores.field_accuracy = report.field_accuracy;
             scores.tokens_per_s = report.tokens_per_s;
-            scores.cascade = eval.cascade.map(|c| choose(&report.predictions, c.target_accuracy));
+            scores.cascade = eval
+                .cascade
+                .map(|c| choose(&report.predictions, c.target_accuracy));
         }
         models.push(scores);
     }
     super::cascade_stamp::stamp(&models, exported)?;
-    let report = EvalReport { inputs, data: origin, examples: records.len(), models, reused: false };
+    let report = EvalReport {
+        inputs,
+        data: origin,
+        examples: records.len(),
+        models,
+        reused: false,
+    };
     std::fs::create_dir_all(&dir).map_err(|e| StageError::io(&dir, e))?;
     state::write_json(&dir.join(REPORT_FILE), &report)?;
     Ok(report)
@@ -147,7 +199,9 @@ fn text_metrics(
         return Ok(());
     }
     let Some(trained) = score_trained(model, teacher, documents) else {
-        return Err(StageError::Unsupported(format!("[eval]: {origin} has no trained tokens to score")));
+        return Err(StageError::Unsupported(format!(
+            "[eval]: {origin} has no trained tokens to score"
+        )));
     };
     scores.ppl = wants(Metric::Ppl).then_some(trained.ppl);
     scores.kld = trained.kld_mean.filter(|_| wants(Metric::Kld));
@@ -163,12 +217,17 @@ pub fn rendered_tokens(
     origin: &str,
 ) -> Result<Vec<u32>, StageError> {
     let (documents, _) = Documents::build(records, prepare, origin)?;
-    Ok((0..documents.len()).flat_map(|i| documents.get(i).tokens.to_vec()).collect())
+    Ok((0..documents.len())
+        .flat_map(|i| documents.get(i).tokens.to_vec())
+        .collect())
 }
 
 /// `[eval] data`, else `[data] eval`, else the held-out part of `[data] train`.
 fn records(recipe: &Recipe, eval: &Eval) -> Result<(Vec<Record>, String), StageError> {
-    let spec = RecordSpec { format: recipe.data.format, columns: recipe.data.columns.clone() };
+    let spec = RecordSpec {
+        format: recipe.data.format,
+        columns: recipe.data.columns.clone(),
+    };
     let files = eval.data.as_ref().or(recipe.data.eval.as_ref());
     let (records, origin): (Vec<datasets::Result<Record>>, String) = match files {
         Some(files) => {
@@ -177,13 +236,21 @@ fn records(recipe: &Recipe, eval: &Eval) -> Result<(Vec<Record>, String), StageE
         }
         None => {
             let split = data::held_out_split(&recipe.data, spec)?;
-            (split.records(datasets::Part::HeldOut).collect(), split.origin(datasets::Part::HeldOut))
+            (
+                split.records(datasets::Part::HeldOut).collect(),
+                split.origin(datasets::Part::HeldOut),
+            )
         }
     };
     let limit = eval.max_examples.map_or(usize::MAX, |n| n as usize);
-    let records = records.into_iter().take(limit).collect::<Result<Vec<_>, _>>()?;
+    let records = records
+        .into_iter()
+        .take(limit)
+        .collect::<Result<Vec<_>, _>>()?;
     if records.is_empty() {
-        return Err(StageError::Unsupported(format!("[eval]: {origin} holds no examples to evaluate on")));
+        return Err(StageError::Unsupported(format!(
+            "[eval]: {origin} holds no examples to evaluate on"
+        )));
     }
     Ok((records, origin))
 }

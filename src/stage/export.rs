@@ -47,16 +47,25 @@ pub struct ExportReport {
 
 /// Writes `student` as `[export]` asks into `RUN_DIR/export`; `upstream` is
 /// the inputs hash of the stage that trained it.
-pub fn run(recipe: &Recipe, run_dir: &Path, student: &Path, upstream: &str) -> Result<ExportReport, StageError> {
+pub fn run(
+    recipe: &Recipe,
+    run_dir: &Path,
+    student: &Path,
+    upstream: &str,
+) -> Result<ExportReport, StageError> {
     let dir = run_dir.join("export");
     let inputs = inputs_hash(recipe, upstream);
     if let Some(report) = state::completed(&dir, &inputs, "export", |r: &ExportReport| &r.inputs)? {
-        return Ok(ExportReport { reused: true, ..report });
+        return Ok(ExportReport {
+            reused: true,
+            ..report
+        });
     }
     if dir.exists() {
         return Err(StageError::RunDir {
             path: dir,
-            message: "is an export stage that did not finish writing its report; remove it".to_owned(),
+            message: "is an export stage that did not finish writing its report; remove it"
+                .to_owned(),
         });
     }
     let partial = run_dir.join("export.partial");
@@ -65,16 +74,23 @@ pub fn run(recipe: &Recipe, run_dir: &Path, student: &Path, upstream: &str) -> R
 
     let source = ModelSource::HfDir(student.to_owned());
     let model = train::load_model::<CpuBackend>(student, &Default::default())?;
-    let vocab = source::vocabulary(&source, model.config.vocab_size)?.ok_or_else(|| StageError::RunDir {
-        path: student.to_owned(),
-        message: "has no tokenizer.json; a GGUF file needs the tokenizer".to_owned(),
+    let vocab = source::vocabulary(&source, model.config.vocab_size)?.ok_or_else(|| {
+        StageError::RunDir {
+            path: student.to_owned(),
+            message: "has no tokenizer.json; a GGUF file needs the tokenizer".to_owned(),
+        }
     })?;
     let metadata = ExportMetadata {
         name: recipe.export.name.clone(),
         base_models: recipe
             .teacher
             .iter()
-            .map(|t| model_arg::resolve(&t.model.argument()).map(|s| ModelRef { name: name_of(&s), ..ModelRef::default() }))
+            .map(|t| {
+                model_arg::resolve(&t.model.argument()).map(|s| ModelRef {
+                    name: name_of(&s),
+                    ..ModelRef::default()
+                })
+            })
             .collect::<Result<_, _>>()?,
         quantized_by: Some("decant".to_owned()),
         recipe_hash: Some(inputs.clone()),
@@ -88,24 +104,48 @@ pub fn run(recipe: &Recipe, run_dir: &Path, student: &Path, upstream: &str) -> R
         match format {
             Format::Gguf => {
                 for &mix in &recipe.export.types {
-                    let options = MixOptions { pure: recipe.export.pure, ..MixOptions::new(mix) };
+                    let options = MixOptions {
+                        pure: recipe.export.pure,
+                        ..MixOptions::new(mix)
+                    };
                     let file = format!("{name}-{}.gguf", mix.name());
-                    let report =
-                        export::export_gguf(&model, &vocab, &metadata, options, &partial.join(&file), threads, |_| {})?;
+                    let report = export::export_gguf(
+                        &model,
+                        &vocab,
+                        &metadata,
+                        options,
+                        &partial.join(&file),
+                        threads,
+                        |_| {},
+                    )?;
                     export::write_modelfile(&report.path, vocab.chat_template.as_deref())?;
                     files.push(Exported {
                         path: dir.join(&file),
                         format: "gguf".to_owned(),
                         ty: mix.name().to_owned(),
                         size: report.size,
-                        tensors: report.type_counts.iter().map(|(t, &n)| (t.name().to_owned(), n)).collect(),
+                        tensors: report
+                            .type_counts
+                            .iter()
+                            .map(|(t, &n)| (t.name().to_owned(), n))
+                            .collect(),
                     });
                 }
             }
             Format::Safetensors => {
                 let hf = format!("{name}-hf");
-                let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
-                let report = export::export_hf_dir(&model, Some(&vocab), &metadata, options, &partial.join(&hf), |_| {})?;
+                let options = HfOptions {
+                    dtype: Dtype::F32,
+                    max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES,
+                };
+                let report = export::export_hf_dir(
+                    &model,
+                    Some(&vocab),
+                    &metadata,
+                    options,
+                    &partial.join(&hf),
+                    |_| {},
+                )?;
                 files.push(Exported {
                     path: dir.join(&hf),
                     format: "safetensors".to_owned(),
@@ -116,7 +156,12 @@ pub fn run(recipe: &Recipe, run_dir: &Path, student: &Path, upstream: &str) -> R
             }
         }
     }
-    let report = ExportReport { inputs, student: student.to_owned(), files, reused: false };
+    let report = ExportReport {
+        inputs,
+        student: student.to_owned(),
+        files,
+        reused: false,
+    };
     state::write_json(&partial.join(REPORT_FILE), &report)?;
     std::fs::rename(&partial, &dir).map_err(|e| StageError::io(&dir, e))?;
     Ok(report)

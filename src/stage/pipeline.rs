@@ -14,9 +14,9 @@ use train::BackendKind;
 use train::trainer::Topology;
 
 use super::distill::{DistillReport, DistillStage};
+use super::eval::{self, EvalReport};
 use super::qat::QatStage;
 use super::state::{self, sha256_of};
-use super::eval::{self, EvalReport};
 use super::{StageError, export};
 use crate::publish::{Published, Release};
 use crate::recipe::Recipe;
@@ -130,7 +130,11 @@ impl Pipeline<'_> {
             topology: self.topology.clone(),
         }
         .run()?;
-        stages.push(StageRun { stage: StageName::Distill, inputs: distilled.inputs.clone(), reused: distilled.reused });
+        stages.push(StageRun {
+            stage: StageName::Distill,
+            inputs: distilled.inputs.clone(),
+            reused: distilled.reused,
+        });
         artifacts.push(artifact(
             run_dir,
             &distilled.student,
@@ -151,7 +155,11 @@ impl Pipeline<'_> {
                 devices: self.topology.devices,
             }
             .run()?;
-            stages.push(StageRun { stage: StageName::Qat, inputs: qat.inputs.clone(), reused: qat.reused });
+            stages.push(StageRun {
+                stage: StageName::Qat,
+                inputs: qat.inputs.clone(),
+                reused: qat.reused,
+            });
             artifacts.push(artifact(
                 run_dir,
                 &qat.student,
@@ -166,15 +174,26 @@ impl Pipeline<'_> {
         let mut evaluated = None;
         if until >= StageName::Export {
             let exported = export::run(recipe, run_dir, &student, &upstream)?;
-            stages.push(StageRun { stage: StageName::Export, inputs: exported.inputs.clone(), reused: exported.reused });
+            stages.push(StageRun {
+                stage: StageName::Export,
+                inputs: exported.inputs.clone(),
+                reused: exported.reused,
+            });
             if recipe.eval.is_some() && until >= StageName::Eval {
                 let report = eval::run(recipe, run_dir, &exported)?;
-                stages.push(StageRun { stage: StageName::Eval, inputs: report.inputs.clone(), reused: report.reused });
+                stages.push(StageRun {
+                    stage: StageName::Eval,
+                    inputs: report.inputs.clone(),
+                    reused: report.reused,
+                });
                 evaluated = Some(report);
             }
             // Hashed after eval, which records its cascade in the files.
             for file in &exported.files {
-                let scores = evaluated.iter().flat_map(|r| &r.models).find(|m| m.model == file.path);
+                let scores = evaluated
+                    .iter()
+                    .flat_map(|r| &r.models)
+                    .find(|m| m.model == file.path);
                 let mut metrics = json!({ "type": file.ty, "tensors": file.tensors });
                 if let Some(scores) = scores {
                     metrics["eval"] = serde_json::to_value(scores).expect("serializable");
@@ -182,7 +201,11 @@ impl Pipeline<'_> {
                 artifacts.push(artifact(
                     run_dir,
                     &file.path,
-                    if file.format == "gguf" { "gguf" } else { "safetensors" },
+                    if file.format == "gguf" {
+                        "gguf"
+                    } else {
+                        "safetensors"
+                    },
                     StageName::Export,
                     vec![relative(run_dir, &student)],
                     metrics,
@@ -190,7 +213,8 @@ impl Pipeline<'_> {
             }
         }
 
-        let recipe_bytes = std::fs::read(self.recipe_path).map_err(|e| StageError::io(self.recipe_path, e))?;
+        let recipe_bytes =
+            std::fs::read(self.recipe_path).map_err(|e| StageError::io(self.recipe_path, e))?;
         state::write_bytes(&run_dir.join(RECIPE_FILE), &recipe_bytes)?;
         let manifest = Manifest {
             name: recipe.export.name.clone(),
@@ -209,7 +233,12 @@ impl Pipeline<'_> {
             }
             _ => None,
         };
-        Ok(RunReport { manifest, eval: evaluated, report, published })
+        Ok(RunReport {
+            manifest,
+            eval: evaluated,
+            report,
+            published,
+        })
     }
 }
 
@@ -233,7 +262,8 @@ fn artifact(
 }
 
 fn relative(run_dir: &Path, path: &Path) -> PathBuf {
-    path.strip_prefix(run_dir).map_or_else(|_| path.to_owned(), Path::to_owned)
+    path.strip_prefix(run_dir)
+        .map_or_else(|_| path.to_owned(), Path::to_owned)
 }
 
 /// Bytes of a file, or of a directory's files.

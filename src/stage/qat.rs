@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use datasets::Part;
 use distill::{Divergence, OnlineDistillation};
@@ -27,10 +28,11 @@ use sha2::{Digest, Sha256};
 use train::backend::{BackendFn, BackendKind, dispatch};
 use train::import::Weight;
 use train::qat::{FakeQuant, FakeQuantPlan, Ste};
-use burn::module::Module;
 use train::trainer::{Topology, Trainer};
 
-use super::distill::{DistillReport, divergence, loss_name, name_of, objective_error, train_config, train_data};
+use super::distill::{
+    DistillReport, divergence, loss_name, name_of, objective_error, train_config, train_data,
+};
 use super::state::{self, INPUTS_FILE, REPORT_FILE, Started};
 use super::{StageError, data, replicas, source};
 use crate::model_arg::{self, ModelSource};
@@ -90,7 +92,13 @@ impl QatStage<'_> {
             ));
         }
         let backend = self.backend;
-        dispatch(backend, Job { stage: self, qat: qat.clone() })?
+        dispatch(
+            backend,
+            Job {
+                stage: self,
+                qat: qat.clone(),
+            },
+        )?
     }
 }
 
@@ -111,7 +119,10 @@ impl BackendFn for Job<'_> {
         let distilled = distilled_student(&distill_dir)?;
         let inputs = inputs_hash(&distilled.inputs, &qat, &recipe.train);
         if let Some(report) = state::completed(&dir, &inputs, "qat", |r: &QatReport| &r.inputs)? {
-            return Ok(QatReport { reused: true, ..report });
+            return Ok(QatReport {
+                reused: true,
+                ..report
+            });
         }
         let started = state::check_started(&dir, &inputs, stage.resume, "qat")?;
 
@@ -121,7 +132,9 @@ impl BackendFn for Job<'_> {
             .as_ref()
             .map(|t| model_arg::resolve(&t.model.argument()))
             .transpose()?;
-        let vocab_source = teacher_source.clone().unwrap_or_else(|| student_source.clone());
+        let vocab_source = teacher_source
+            .clone()
+            .unwrap_or_else(|| student_source.clone());
         let tokenizer = source::tokenizer(&vocab_source)?;
         let template = source::chat_template(&vocab_source)?;
         let prepared = data::prepare(&recipe.data, Part::Train, &tokenizer, template.as_ref())?;
@@ -135,9 +148,9 @@ impl BackendFn for Job<'_> {
         let config = qat_train_config(&qat, &recipe.train)?;
         let train_data = train_data(recipe, &documents);
         let trainer = match started {
-            Started::Resume { checkpoint: true, .. } => {
-                Trainer::<B>::resume(config.clone(), train_data.clone(), &dir, &device)?
-            }
+            Started::Resume {
+                checkpoint: true, ..
+            } => Trainer::<B>::resume(config.clone(), train_data.clone(), &dir, &device)?,
             _ => {
                 let student = train::load_model::<B>(student_source.path(), &device)?;
                 state::write_json(&dir.join(INPUTS_FILE), &json!({ "inputs": inputs }))?;
@@ -153,19 +166,30 @@ impl BackendFn for Job<'_> {
         };
         let objective_name = format!(
             "{} (alpha {alpha}) against the {}, weights fake-quantized to {}",
-            recipe.distill.as_ref().map_or_else(|| "forward_kl".to_owned(), |d| loss_name(d.loss)),
+            recipe
+                .distill
+                .as_ref()
+                .map_or_else(|| "forward_kl".to_owned(), |d| loss_name(d.loss)),
             match qat.reference {
                 Reference::Teacher => "teacher",
                 Reference::Student => "full-precision student",
             },
             qat.mix
         );
-        let topology = Topology { devices: stage.devices, nodes: None };
+        let topology = Topology {
+            devices: stage.devices,
+            nodes: None,
+        };
         let objectives = replicas::objectives(&topology, || {
             let (reference, plan) = (reference.clone(), plan.clone());
             Box::new(move |device: &B::Device| {
-                let online = OnlineDistillation::<B>::new(reference.to_device(device), loss, temperature, alpha)
-                    .map_err(objective_error)?;
+                let online = OnlineDistillation::<B>::new(
+                    reference.to_device(device),
+                    loss,
+                    temperature,
+                    alpha,
+                )
+                .map_err(objective_error)?;
                 Ok(FakeQuant::new(online, plan))
             })
         });
@@ -186,14 +210,27 @@ impl BackendFn for Job<'_> {
             name: recipe.export.name.clone(),
             base_models: teacher_source
                 .iter()
-                .map(|s| ModelRef { name: name_of(s), ..ModelRef::default() })
+                .map(|s| ModelRef {
+                    name: name_of(s),
+                    ..ModelRef::default()
+                })
                 .collect(),
             ..ExportMetadata::default()
         };
         let student_dir = dir.join(STUDENT_DIR);
         state::clear_dir(&student_dir)?;
-        let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
-        export::export_hf_dir(&model, vocab.as_ref(), &metadata, options, &student_dir, |_| {})?;
+        let options = HfOptions {
+            dtype: Dtype::F32,
+            max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES,
+        };
+        export::export_hf_dir(
+            &model,
+            vocab.as_ref(),
+            &metadata,
+            options,
+            &student_dir,
+            |_| {},
+        )?;
         let mut fake_quantized = BTreeMap::new();
         for (_, ty) in &plan.tensors {
             *fake_quantized.entry(ty.name().to_owned()).or_insert(0) += 1;
@@ -224,7 +261,10 @@ pub fn fake_quant_plan(
     qat: &Qat,
     config: &train::ModelConfig,
 ) -> Result<(FakeQuantPlan, Vec<String>), StageError> {
-    let options = MixOptions { pure: qat.pure, ..MixOptions::new(qat.mix) };
+    let options = MixOptions {
+        pure: qat.pure,
+        ..MixOptions::new(qat.mix)
+    };
     let mut tensors = Vec::new();
     let mut full_precision = Vec::new();
     for (weight, ty) in export::planned_types(config, &options)? {
@@ -248,12 +288,23 @@ pub fn fake_quant_plan(
         RecipeSte::Clipped => Ste::Clipped,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok((FakeQuantPlan { tensors, ste, threads }, full_precision))
+    Ok((
+        FakeQuantPlan {
+            tensors,
+            ste,
+            threads,
+        },
+        full_precision,
+    ))
 }
 
 /// `[train]` with QAT's steps and learning rate; warm-up shrinks in proportion.
+/// QAT always trains in f32, whatever `[train] dtype` gave distillation: its
+/// forward rounds the f32 master weights exactly as export will, and bf16
+/// working copies would round them a second time.
 fn qat_train_config(qat: &Qat, train: &Train) -> Result<train::trainer::TrainConfig, StageError> {
     let scaled = Train {
+        dtype: crate::recipe::train::Dtype::F32,
         steps: qat.steps,
         lr: qat.lr,
         min_lr: train.min_lr * qat.lr / train.lr,

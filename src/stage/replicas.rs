@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use train::Transformer;
 use train::optim::named_tensors;
 use train::trainer::{
-    MakeObjective, Prepare, Quiet, Replicas, Topology, TrainConfig, TrainData, TrainProgress, TrainSummary,
-    Trainer, train_replicas,
+    MakeObjective, Prepare, Quiet, Replicas, Topology, TrainConfig, TrainData, TrainProgress,
+    TrainSummary, Trainer, train_replicas,
 };
 
 use super::StageError;

@@ -32,7 +32,10 @@ pub fn tokenizer(model: &ModelSource) -> Result<Tokenizer, StageError> {
 
 /// The vocabulary to write beside exported weights; `None` for a Hugging Face
 /// directory without `tokenizer.json`.
-pub fn vocabulary(model: &ModelSource, vocab_size: usize) -> Result<Option<Vocabulary>, StageError> {
+pub fn vocabulary(
+    model: &ModelSource,
+    vocab_size: usize,
+) -> Result<Option<Vocabulary>, StageError> {
     match model {
         ModelSource::Gguf(path) => Ok(Some(Vocabulary::from_gguf(&open_gguf(path)?)?)),
         ModelSource::HfDir(dir) if dir.join("tokenizer.json").is_file() => {
@@ -56,7 +59,10 @@ pub fn same_tokenizer(
     student: (&ModelSource, usize),
     shared: usize,
 ) -> Result<(), StageError> {
-    let (Some(t), Some(s)) = (vocabulary(teacher.0, teacher.1)?, vocabulary(student.0, student.1)?) else {
+    let (Some(t), Some(s)) = (
+        vocabulary(teacher.0, teacher.1)?,
+        vocabulary(student.0, student.1)?,
+    ) else {
         return Err(StageError::Unsupported(format!(
             "cannot check that the student {} and the teacher {} share a tokenizer: one of them has \
              no tokenizer.json",
@@ -67,7 +73,11 @@ pub fn same_tokenizer(
     match differs {
         None => Ok(()),
         Some(id) => {
-            let piece = |tokens: &[String]| tokens.get(id).map_or("no token".to_owned(), |p| format!("{p:?}"));
+            let piece = |tokens: &[String]| {
+                tokens
+                    .get(id)
+                    .map_or("no token".to_owned(), |p| format!("{p:?}"))
+            };
             Err(StageError::Unsupported(format!(
                 "the student {} and the teacher {} have different tokenizers (token {id} is {} for \
                  the teacher and {} for the student); distillation compares their distributions \

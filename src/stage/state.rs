@@ -22,12 +22,20 @@ pub enum Started {
     Fresh,
     /// Started with the same inputs and resumed as asked; `inputs.json` holds
     /// what the first start recorded.
-    Resume { inputs: serde_json::Value, checkpoint: bool },
+    Resume {
+        inputs: serde_json::Value,
+        checkpoint: bool,
+    },
 }
 
 /// Refuses a directory started with other inputs, or a started one without
 /// `resume`; `stage` names the stage in the messages.
-pub fn check_started(dir: &Path, inputs: &str, resume: bool, stage: &str) -> Result<Started, StageError> {
+pub fn check_started(
+    dir: &Path,
+    inputs: &str,
+    resume: bool,
+    stage: &str,
+) -> Result<Started, StageError> {
     let inputs_path = dir.join(INPUTS_FILE);
     if !inputs_path.is_file() {
         return Ok(Started::Fresh);
@@ -52,8 +60,13 @@ pub fn check_started(dir: &Path, inputs: &str, resume: bool, stage: &str) -> Res
     }
     let checkpoints = dir.join("checkpoints");
     let checkpoint = checkpoints.is_dir()
-        && train::checkpoint::CheckpointDir::new(&checkpoints, 1).latest()?.is_some();
-    Ok(Started::Resume { inputs: saved, checkpoint })
+        && train::checkpoint::CheckpointDir::new(&checkpoints, 1)
+            .latest()?
+            .is_some();
+    Ok(Started::Resume {
+        inputs: saved,
+        checkpoint,
+    })
 }
 
 /// The report of a stage completed with `inputs`, or `None` when it is not
@@ -116,7 +129,12 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StageError> {
 
 /// Writes `value` as pretty JSON under a temporary name, renamed when complete.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StageError> {
-    write_bytes(path, serde_json::to_string_pretty(value).expect("serializable").as_bytes())
+    write_bytes(
+        path,
+        serde_json::to_string_pretty(value)
+            .expect("serializable")
+            .as_bytes(),
+    )
 }
 
 /// Writes `bytes` under a temporary name, renamed when complete.

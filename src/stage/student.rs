@@ -84,7 +84,14 @@ pub fn init<T: Backend, S: Backend>(
         StudentInit::Layers { layers } => {
             let layers: Vec<usize> = layers.iter().map(|&l| l as usize).collect();
             let student = prune::keep_layers(needs_teacher()?, &layers, device)?;
-            Ok((student, Lineage { layers: Some(layers), importance: None, width: None }))
+            Ok((
+                student,
+                Lineage {
+                    layers: Some(layers),
+                    importance: None,
+                    width: None,
+                },
+            ))
         }
         StudentInit::Depth {
             keep,
@@ -131,7 +138,14 @@ pub fn init<T: Backend, S: Backend>(
         StudentInit::Model { model } => {
             let source = model_arg::resolve(&model.argument())?;
             let student = train::load_model::<S>(source.path(), device)?;
-            Ok((student, Lineage { layers: None, importance: None, width: None }))
+            Ok((
+                student,
+                Lineage {
+                    layers: None,
+                    importance: None,
+                    width: None,
+                },
+            ))
         }
     }
 }

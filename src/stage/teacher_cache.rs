@@ -66,8 +66,10 @@ pub fn ensure<B: Backend>(
         return Ok(reused);
     }
     let bar = bar(documents.len() as u64, progress);
-    let manifest = write_cache(teacher, documents, &spec, dir, |done, _| bar.set_position(done))
-        .map_err(|e| StageError::Unsupported(e.to_string()))?;
+    let manifest = write_cache(teacher, documents, &spec, dir, |done, _| {
+        bar.set_position(done)
+    })
+    .map_err(|e| StageError::Unsupported(e.to_string()))?;
     bar.finish_and_clear();
     Ok((TeacherCache::open(dir)?, manifest, false))
 }
@@ -108,7 +110,9 @@ pub fn ensure_part<B: Backend>(
         return Ok(PartOutcome::Merged(manifest));
     }
     let expected = cache_identity(teacher.config.vocab_size, spec, documents);
-    let existing = parts_dir(dir).join(part_name(rank, world)).join(PART_MANIFEST_FILE);
+    let existing = parts_dir(dir)
+        .join(part_name(rank, world))
+        .join(PART_MANIFEST_FILE);
     if existing.is_file() {
         let part = PartManifest::read(&existing)?;
         if let Some((field, theirs, ours)) = part.cache.difference(&expected) {
@@ -170,7 +174,9 @@ fn merge_checked(
             if let Some((field, theirs, ours)) = theirs.difference(&ours) {
                 return Err(StageError::RunDir {
                     path: part.dir.join(PART_MANIFEST_FILE),
-                    message: format!("is a part of another cache ({field} is {theirs}, these inputs give {ours})"),
+                    message: format!(
+                        "is a part of another cache ({field} is {theirs}, these inputs give {ours})"
+                    ),
                 });
             }
         }

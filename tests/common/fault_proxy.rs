@@ -30,7 +30,11 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Forwards to `upstream` (`HOST:PORT`); `trips(method, target)` picks the
     /// request that faults. The listener lives as long as the test process.
-    pub fn start(upstream: &str, trips: impl Fn(&str, &str) -> bool + Send + Sync + 'static, fault: Fault) -> Self {
+    pub fn start(
+        upstream: &str,
+        trips: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+        fault: Fault,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let fault = Arc::new(Mutex::new(Some(fault)));
@@ -39,7 +43,8 @@ impl FaultProxy {
         let pending = Arc::clone(&fault);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (upstream, trips, pending) = (upstream.clone(), Arc::clone(&trips), Arc::clone(&pending));
+                let (upstream, trips, pending) =
+                    (upstream.clone(), Arc::clone(&trips), Arc::clone(&pending));
                 // An error here is the connection's end, as the client sees it.
                 std::thread::spawn(move || serve(client, &upstream, &*trips, &pending));
             }
@@ -53,7 +58,12 @@ impl FaultProxy {
     }
 }
 
-fn serve(client: TcpStream, upstream: &str, trips: &Trips, fault: &Mutex<Option<Fault>>) -> io::Result<()> {
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    trips: &Trips,
+    fault: &Mutex<Option<Fault>>,
+) -> io::Result<()> {
     let mut requests = BufReader::new(client.try_clone()?);
     let mut server: Option<TcpStream> = None;
     loop {
@@ -65,8 +75,15 @@ fn serve(client: TcpStream, upstream: &str, trips: &Trips, fault: &Mutex<Option<
             return Ok(());
         }
         let mut words = head.split_whitespace();
-        let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-        let tripped = if trips(method, target) { fault.lock().unwrap().take() } else { None };
+        let (method, target) = (
+            words.next().unwrap_or_default(),
+            words.next().unwrap_or_default(),
+        );
+        let tripped = if trips(method, target) {
+            fault.lock().unwrap().take()
+        } else {
+            None
+        };
         if let Some(tripped) = tripped {
             match tripped {
                 Fault::Drop(before) => before(),
@@ -117,17 +134,28 @@ fn read_head(requests: &mut BufReader<TcpStream>) -> io::Result<String> {
     Ok(head)
 }
 
-fn copy_body(head: &str, requests: &mut BufReader<TcpStream>, to: &mut impl Write) -> io::Result<()> {
+fn copy_body(
+    head: &str,
+    requests: &mut BufReader<TcpStream>,
+    to: &mut impl Write,
+) -> io::Result<()> {
     let header = |name: &str| {
         head.lines().skip(1).find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
         })
     };
     // decant's client sends every body with its length; a chunked one would
     // be forwarded wrong, so it fails loudly instead.
-    assert!(header("transfer-encoding").is_none(), "the fault proxy forwards sized bodies only: {head}");
-    let length: u64 = header("content-length").map_or(Ok(0), |v| v.parse()).map_err(io::Error::other)?;
+    assert!(
+        header("transfer-encoding").is_none(),
+        "the fault proxy forwards sized bodies only: {head}"
+    );
+    let length: u64 = header("content-length")
+        .map_or(Ok(0), |v| v.parse())
+        .map_err(io::Error::other)?;
     io::copy(&mut requests.by_ref().take(length), to)?;
     Ok(())
 }

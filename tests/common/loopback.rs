@@ -14,19 +14,29 @@ pub struct LoopbackServer {
 
 /// A port free now; the server binds it a moment later.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Sends `signal` to the process group `pid` leads.
 pub fn signal_group(pid: u32, signal: &str) {
-    let _ = Command::new("kill").args([&format!("-{signal}"), "--", &format!("-{pid}")]).status();
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
+        .status();
 }
 
 impl LoopbackServer {
     pub fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> LoopbackServer {
         use std::os::unix::process::CommandExt;
         // Appending: a restarted server's log follows the one it replaces.
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = command
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
@@ -34,7 +44,12 @@ impl LoopbackServer {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-        LoopbackServer { name, child, log, stopped: false }
+        LoopbackServer {
+            name,
+            child,
+            log,
+            stopped: false,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -53,7 +68,11 @@ impl LoopbackServer {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("{} did not answer {probe} within {within:?}: {}", self.name, self.log());
+        panic!(
+            "{} did not answer {probe} within {within:?}: {}",
+            self.name,
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {

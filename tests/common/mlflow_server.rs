@@ -21,25 +21,47 @@ pub struct MlflowServer {
 impl MlflowServer {
     /// Starts the server; `ready` waits until it answers.
     pub fn start() -> MlflowServer {
-        let mlflow = std::env::var_os("DECANT_MLFLOW").map(PathBuf::from).unwrap_or_else(|| {
-            panic!(
-                "DECANT_MLFLOW is not set: run `bash tools/setup-mlflow.sh` and export \
+        let mlflow = std::env::var_os("DECANT_MLFLOW")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "DECANT_MLFLOW is not set: run `bash tools/setup-mlflow.sh` and export \
                  DECANT_MLFLOW=~/.cache/decant/mlflow-venv/bin/mlflow (tools/test.sh does both)"
-            )
-        });
-        assert!(mlflow.is_file(), "DECANT_MLFLOW={} is not a file", mlflow.display());
+                )
+            });
+        assert!(
+            mlflow.is_file(),
+            "DECANT_MLFLOW={} is not a file",
+            mlflow.display()
+        );
         let dir = tempfile::tempdir().unwrap();
         let (server, url) = Self::spawn(&mlflow, &dir);
-        MlflowServer { server, url, mlflow, dir }
+        MlflowServer {
+            server,
+            url,
+            mlflow,
+            dir,
+        }
     }
 
     fn spawn(mlflow: &std::path::Path, dir: &tempfile::TempDir) -> (LoopbackServer, String) {
         let port = free_port();
         let mut command = Command::new(mlflow);
         command
-            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
+            .args([
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--workers",
+                "1",
+            ])
             .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
+            .arg(format!(
+                "sqlite:///{}",
+                dir.path().join("mlflow.db").display()
+            ))
             .arg("--artifacts-destination")
             .arg(dir.path().join("artifacts"));
         let server = LoopbackServer::spawn("mlflow server", command, dir.path().join("server.log"));
@@ -47,7 +69,8 @@ impl MlflowServer {
     }
 
     pub fn ready(&mut self) {
-        self.server.wait_ready(&format!("{}/health", self.url), Duration::from_secs(240));
+        self.server
+            .wait_ready(&format!("{}/health", self.url), Duration::from_secs(240));
     }
 
     /// The server's process group, for a test to kill it at a moment of its choosing.
@@ -72,7 +95,9 @@ impl MlflowServer {
         for (key, value) in query {
             request = request.query(*key, *value);
         }
-        let mut reply = request.call().unwrap_or_else(|e| panic!("GET {endpoint}: {e}"));
+        let mut reply = request
+            .call()
+            .unwrap_or_else(|e| panic!("GET {endpoint}: {e}"));
         reply.body_mut().read_json().unwrap()
     }
 
@@ -86,8 +111,14 @@ impl MlflowServer {
     /// An artifact's bytes, through the server's artifact proxy.
     pub fn artifact(&self, path: &str) -> Vec<u8> {
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.url);
-        let mut reply = ureq::get(url).call().unwrap_or_else(|e| panic!("artifact {path}: {e}"));
-        reply.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+        let mut reply = ureq::get(url)
+            .call()
+            .unwrap_or_else(|e| panic!("artifact {path}: {e}"));
+        reply
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap()
     }
 }
-

@@ -17,9 +17,12 @@ pub fn reference_model() -> PathBuf {
     let path = match std::env::var_os("DECANT_REFERENCE_MODEL") {
         Some(path) => PathBuf::from(path),
         None => {
-            let cache = std::env::var_os("DECANT_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/decant")
-            });
+            let cache = std::env::var_os("DECANT_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                        .join(".cache/decant")
+                });
             cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
         }
     };
@@ -32,7 +35,10 @@ pub fn reference_model() -> PathBuf {
 }
 
 pub fn decant(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_decant")).args(args).output().expect("decant runs")
+    Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(args)
+        .output()
+        .expect("decant runs")
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -48,8 +54,14 @@ pub fn stderr(output: &Output) -> String {
 /// copy of `recipes/` there checks without the generated datasets.
 pub fn write_recipe_data(root: &std::path::Path) {
     let records = [
-        ("Ana Silva moved to Porto in 2019.", r#"{"name": "Ana Silva", "city": "Porto"}"#),
-        ("Call Bo Chen at the Oslo office.", r#"{"name": "Bo Chen", "city": "Oslo"}"#),
+        (
+            "Ana Silva moved to Porto in 2019.",
+            r#"{"name": "Ana Silva", "city": "Porto"}"#,
+        ),
+        (
+            "Call Bo Chen at the Oslo office.",
+            r#"{"name": "Bo Chen", "city": "Oslo"}"#,
+        ),
     ];
     let lines: String = records
         .iter()
@@ -61,7 +73,11 @@ pub fn write_recipe_data(root: &std::path::Path) {
             format!("{record}\n")
         })
         .collect();
-    for file in ["data/extract/train.jsonl", "data/extract/eval.jsonl", "data/nightly/2026-11-30.jsonl"] {
+    for file in [
+        "data/extract/train.jsonl",
+        "data/extract/eval.jsonl",
+        "data/nightly/2026-11-30.jsonl",
+    ] {
         let path = root.join(file);
         std::fs::create_dir_all(path.parent().expect("a directory")).expect("data directory");
         std::fs::write(&path, &lines).expect("data file");
@@ -77,7 +93,9 @@ pub fn copy_shipped_recipes(root: &std::path::Path) -> Vec<PathBuf> {
         .map(|entry| entry.expect("readable entry").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .map(|path| {
-            let copy = root.join("recipes").join(path.file_name().expect("a file name"));
+            let copy = root
+                .join("recipes")
+                .join(path.file_name().expect("a file name"));
             std::fs::copy(&path, &copy).expect("copy recipe");
             copy
         })
@@ -158,16 +176,28 @@ pub fn python() -> PathBuf {
              export DECANT_PYTHON=~/.cache/decant/venv/bin/python (tools/test.sh is meant to do both)"
         )
     });
-    assert!(python.is_file(), "DECANT_PYTHON={} is not a file", python.display());
+    assert!(
+        python.is_file(),
+        "DECANT_PYTHON={} is not a file",
+        python.display()
+    );
     python
 }
 
 /// Runs `tools/oracles/llamacpp_export.py ARGS` (llama.cpp through
 /// llama-cpp-python) and returns the JSON object it prints.
 pub fn llamacpp_oracle(python: &std::path::Path, args: &[&str]) -> serde_json::Value {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/oracles/llamacpp_export.py");
-    let out = Command::new(python).arg(script).args(args).output().expect("python runs");
-    assert!(out.status.success(), "oracle {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/oracles/llamacpp_export.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "oracle {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("the oracle prints one JSON object")
 }
-

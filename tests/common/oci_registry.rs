@@ -24,7 +24,11 @@ impl OciRegistryServer {
                  (tools/test.sh does both)"
             )
         });
-        assert!(binary.is_file(), "DECANT_OCI_REGISTRY={} is not a file", binary.display());
+        assert!(
+            binary.is_file(),
+            "DECANT_OCI_REGISTRY={} is not a file",
+            binary.display()
+        );
         let addr = format!("127.0.0.1:{}", free_port());
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yml");
@@ -38,9 +42,14 @@ impl OciRegistryServer {
         .unwrap();
         let mut command = Command::new(binary);
         command.arg("serve").arg(&config);
-        let mut server = LoopbackServer::spawn("docker-registry", command, dir.path().join("registry.log"));
+        let mut server =
+            LoopbackServer::spawn("docker-registry", command, dir.path().join("registry.log"));
         server.wait_ready(&format!("http://{addr}/v2/"), Duration::from_secs(60));
-        OciRegistryServer { server, addr, _dir: dir }
+        OciRegistryServer {
+            server,
+            addr,
+            _dir: dir,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -50,8 +59,16 @@ impl OciRegistryServer {
     /// GET `/v2/{path}`, with `accept` as the Accept header.
     pub fn get(&self, path: &str, accept: &str) -> Vec<u8> {
         let url = format!("http://{}/v2/{path}", self.addr);
-        let mut reply = ureq::get(url).header("Accept", accept).call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        reply.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+        let mut reply = ureq::get(url)
+            .header("Accept", accept)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        reply
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap()
     }
 
     pub fn get_json(&self, path: &str, accept: &str) -> serde_json::Value {
@@ -61,7 +78,16 @@ impl OciRegistryServer {
     /// The status GET `/v2/{path}` answers, for what must not exist.
     pub fn status(&self, path: &str, accept: &str) -> u16 {
         let url = format!("http://{}/v2/{path}", self.addr);
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        agent.get(url).header("Accept", accept).call().unwrap_or_else(|e| panic!("GET {path}: {e}")).status().as_u16()
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        agent
+            .get(url)
+            .header("Accept", accept)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .status()
+            .as_u16()
     }
 }

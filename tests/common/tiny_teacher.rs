@@ -29,7 +29,10 @@ pub fn tiny_teacher(out: &Path) -> PathBuf {
         num_kv_heads: 2,
         head_dim: 8,
         rms_norm_eps: 1e-5,
-        rope: RopeConfig { theta: 10_000.0, scaling: RopeScaling::None },
+        rope: RopeConfig {
+            theta: 10_000.0,
+            scaling: RopeScaling::None,
+        },
         max_position_embeddings: 512,
         tie_word_embeddings: true,
         qkv_bias: false,
@@ -39,10 +42,19 @@ pub fn tiny_teacher(out: &Path) -> PathBuf {
     };
     let device = Default::default();
     CpuBackend::seed(&device, 7);
-    let model = config.init::<CpuBackend>(&device).expect("a valid configuration");
-    let metadata = ExportMetadata { name: "tiny-teacher".to_owned(), ..ExportMetadata::default() };
-    let options = HfOptions { dtype: Dtype::F32, max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES };
-    export::export_hf_dir(&model, Some(&vocab), &metadata, options, out, |_| {}).expect("the teacher is written");
+    let model = config
+        .init::<CpuBackend>(&device)
+        .expect("a valid configuration");
+    let metadata = ExportMetadata {
+        name: "tiny-teacher".to_owned(),
+        ..ExportMetadata::default()
+    };
+    let options = HfOptions {
+        dtype: Dtype::F32,
+        max_shard_bytes: export::hf::DEFAULT_MAX_SHARD_BYTES,
+    };
+    export::export_hf_dir(&model, Some(&vocab), &metadata, options, out, |_| {})
+        .expect("the teacher is written");
     out.to_owned()
 }
 
@@ -81,11 +93,17 @@ top_k = 8
 
 /// The manifest's artifacts of the run in `out`, as (path, sha256).
 pub fn manifest_artifacts(out: &Path) -> Vec<(String, String)> {
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     manifest["artifacts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["path"].as_str().unwrap().to_owned(), a["sha256"].to_string()))
+        .map(|a| {
+            (
+                a["path"].as_str().unwrap().to_owned(),
+                a["sha256"].to_string(),
+            )
+        })
         .collect()
 }

@@ -46,7 +46,10 @@ fn model_config() -> ModelConfig {
         num_kv_heads: 4,
         head_dim: 64,
         rms_norm_eps: 1e-5,
-        rope: RopeConfig { theta: 10_000.0, scaling: RopeScaling::None },
+        rope: RopeConfig {
+            theta: 10_000.0,
+            scaling: RopeScaling::None,
+        },
         max_position_embeddings: SEQ,
         tie_word_embeddings: true,
         qkv_bias: false,
@@ -64,7 +67,11 @@ fn plan(ty: GgmlType) -> FakeQuantPlan {
             tensors.push((Weight::Layer(layer, kind), ty));
         }
     }
-    FakeQuantPlan { tensors, ste: Ste::Identity, threads: threads() }
+    FakeQuantPlan {
+        tensors,
+        ste: Ste::Identity,
+        threads: threads(),
+    }
 }
 
 fn data() -> TrainData {
@@ -73,22 +80,31 @@ fn data() -> TrainData {
         .map(|_| {
             let tokens = (0..SEQ)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (state >> 33) as u32 % 49152
                 })
                 .collect();
             (tokens, vec![true; SEQ])
         })
         .collect();
-    let documents = Documents::from_tokens(docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())), "bench")
-        .expect("valid documents");
+    let documents = Documents::from_tokens(
+        docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())),
+        "bench",
+    )
+    .expect("valid documents");
     TrainData {
         documents: Arc::new(documents),
         loader: LoaderConfig {
             batch_size: BATCH,
             seq_len: SEQ,
             packing: true,
-            order: Order { shuffle: true, seed: 0, shard: Shard::SINGLE },
+            order: Order {
+                shuffle: true,
+                seed: 0,
+                shard: Shard::SINGLE,
+            },
             pad_token: 0,
             epochs: None,
         },
@@ -98,7 +114,9 @@ fn data() -> TrainData {
 /// The median step time of a short run with `objective`.
 fn median_step(objective: &mut impl Objective<B>) -> Duration {
     B::seed(&Default::default(), 0);
-    let model = model_config().init::<B>(&Default::default()).expect("a valid configuration");
+    let model = model_config()
+        .init::<B>(&Default::default())
+        .expect("a valid configuration");
     let config = TrainConfig {
         steps: STEPS,
         grad_accum: 1,
@@ -115,7 +133,9 @@ fn median_step(objective: &mut impl Objective<B>) -> Duration {
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut trainer = Trainer::start(config, model, data(), dir.path()).expect("a fresh run");
-    trainer.run(objective, &mut Quiet, None).expect("the run completes");
+    trainer
+        .run(objective, &mut Quiet, None)
+        .expect("the run completes");
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics");
     let mut seconds: Vec<f64> = metrics
         .lines()
@@ -130,7 +150,11 @@ fn median_step(objective: &mut impl Objective<B>) -> Duration {
 }
 
 fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse().ok()).filter(|&n| n > 0).unwrap_or(2)
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
 }
 
 fn main() {
@@ -153,7 +177,11 @@ fn main() {
         .zip(&fake)
         .map(|(ty, step)| {
             let ratio = step.as_secs_f64() / plain.as_secs_f64();
-            println!("{:<6} {:>8.3} s/step  {ratio:.3}× the plain step", ty.name(), step.as_secs_f64());
+            println!(
+                "{:<6} {:>8.3} s/step  {ratio:.3}× the plain step",
+                ty.name(),
+                step.as_secs_f64()
+            );
             json!({ "type": ty.name(), "step_s": step.as_secs_f64(), "ratio": ratio })
         })
         .collect();

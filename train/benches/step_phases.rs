@@ -37,7 +37,9 @@ fn main() {
         .expect("a loader")
         .take(steps)
         .collect();
-    let mut model = config.init::<B>(&Default::default()).expect("a valid configuration");
+    let mut model = config
+        .init::<B>(&Default::default())
+        .expect("a valid configuration");
     let mut optimizer = AdamW::<B>::new(AdamWConfig::default());
     let device = Default::default();
     for (step, batch) in batches.iter().enumerate() {

@@ -61,7 +61,9 @@ fn main() {
         ..TrainConfig::default()
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let model = config.init::<B>(&Default::default()).expect("a valid configuration");
+    let model = config
+        .init::<B>(&Default::default())
+        .expect("a valid configuration");
     let parameters = burn::module::Module::num_params(&model);
     let mut trainer = Trainer::start(train, model, data, dir.path()).expect("a fresh run");
     trainer

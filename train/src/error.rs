@@ -121,7 +121,11 @@ pub enum TrainError {
         "step {step}: a micro-batch of {rows} sequences cannot be split over {peers} replicas; \
          use a batch size that is a multiple of the device count"
     )]
-    BatchSplit { step: u64, rows: usize, peers: usize },
+    BatchSplit {
+        step: u64,
+        rows: usize,
+        peers: usize,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

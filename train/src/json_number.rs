@@ -26,7 +26,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D:
             "NaN" => Ok(f64::NAN),
             "inf" => Ok(f64::INFINITY),
             "-inf" => Ok(f64::NEG_INFINITY),
-            _ => Err(D::Error::custom(format!("expected a number, NaN, inf or -inf, not {name:?}"))),
+            _ => Err(D::Error::custom(format!(
+                "expected a number, NaN, inf or -inf, not {name:?}"
+            ))),
         },
     }
 }

@@ -25,6 +25,7 @@ use mutate::{byte_edit, cases};
 use proptest::prelude::*;
 use train::checkpoint::{self, CheckpointDir, TrainerState};
 use train::optim::{AdamWState, named_tensors};
+use train::trainer::Precision;
 use train::{Architecture, CpuBackend, ModelConfig, RopeConfig, RopeScaling};
 
 const FILES: [&str; 4] = [
@@ -83,6 +84,7 @@ fn saved() -> &'static [Vec<u8>; 4] {
             },
             seed: 5,
             config_fingerprint: 11,
+            precision: Precision::F32,
             loss: 2.5,
         };
         let dir = CheckpointDir::new(tmp.path(), 1)

@@ -83,7 +83,9 @@ fn loss(model: &Transformer<CpuBackend>, batch: &datasets::Batch) -> f64 {
         train::trainer::layout(batch),
     );
     let trained = train::trainer::TrainedPositions::of(batch);
-    let logits = model.output_logits(trained.select(hidden).unwrap()).squeeze_dim(0);
+    let logits = model
+        .output_logits(trained.select(hidden).unwrap())
+        .squeeze_dim(0);
     let sum: f64 = train::trainer::cross_entropy_sum(logits, &trained.targets)
         .into_scalar()
         .elem();

@@ -23,7 +23,12 @@ use train::{CpuBackend, Transformer};
 type Kernels = Autodiff<CpuBackend>;
 type Stock = Autodiff<CpuBackend, BalancedCheckpointing>;
 
-fn config(architecture: Architecture, tied: bool, bias: bool, window: Option<usize>) -> ModelConfig {
+fn config(
+    architecture: Architecture,
+    tied: bool,
+    bias: bool,
+    window: Option<usize>,
+) -> ModelConfig {
     ModelConfig {
         architecture,
         vocab_size: 61,
@@ -57,8 +62,11 @@ fn batches(packing: bool) -> Vec<Batch> {
             (tokens, trained)
         })
         .collect();
-    let documents =
-        Documents::from_tokens(docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())), "kernels").unwrap();
+    let documents = Documents::from_tokens(
+        docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())),
+        "kernels",
+    )
+    .unwrap();
     let config = LoaderConfig {
         batch_size: 3,
         seq_len: 40,
@@ -71,14 +79,23 @@ fn batches(packing: bool) -> Vec<Batch> {
         pad_token: 0,
         epochs: Some(1),
     };
-    Loader::new(Arc::new(documents), config).unwrap().take(2).collect()
+    Loader::new(Arc::new(documents), config)
+        .unwrap()
+        .take(2)
+        .collect()
 }
 
 /// The loss of `batch` and the gradient of every parameter, by name.
-fn loss_and_gradients<B: AutodiffBackend>(config: &ModelConfig, batch: &Batch) -> (f64, BTreeMap<String, Vec<f32>>) {
+fn loss_and_gradients<B: AutodiffBackend>(
+    config: &ModelConfig,
+    batch: &Batch,
+) -> (f64, BTreeMap<String, Vec<f32>>) {
     B::seed(&Default::default(), 17);
     let model: Transformer<B> = config.init(&Default::default()).unwrap();
-    let loss = CrossEntropy.loss(&model, batch, &mut SplitMix64::new(0)).unwrap().total;
+    let loss = CrossEntropy
+        .loss(&model, batch, &mut SplitMix64::new(0))
+        .unwrap()
+        .total;
     let value = loss.clone().into_scalar().elem::<f64>();
     let grads = loss.mul_scalar(0.25).backward();
     struct Collect<'a, B: AutodiffBackend> {
@@ -94,11 +111,21 @@ fn loss_and_gradients<B: AutodiffBackend>(config: &ModelConfig, batch: &Batch) -
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let grad = param.val().grad(self.grads).expect("every parameter has a gradient");
-            self.out.insert(self.path.join("."), grad.into_data().convert::<f32>().into_vec().unwrap());
+            let grad = param
+                .val()
+                .grad(self.grads)
+                .expect("every parameter has a gradient");
+            self.out.insert(
+                self.path.join("."),
+                grad.into_data().convert::<f32>().into_vec().unwrap(),
+            );
         }
     }
-    let mut collect = Collect::<B> { grads: &grads, path: Vec::new(), out: BTreeMap::new() };
+    let mut collect = Collect::<B> {
+        grads: &grads,
+        path: Vec::new(),
+        out: BTreeMap::new(),
+    };
     model.visit(&mut collect);
     (value, collect.out)
 }
@@ -111,7 +138,10 @@ fn kernels_match_stock(config: ModelConfig, packing: bool) {
             (kernel_loss - stock_loss).abs() <= 1e-5 * stock_loss.abs(),
             "{config:?}: loss {kernel_loss} with the kernels, {stock_loss} with stock ops"
         );
-        assert_eq!(kernel.keys().collect::<Vec<_>>(), stock.keys().collect::<Vec<_>>());
+        assert_eq!(
+            kernel.keys().collect::<Vec<_>>(),
+            stock.keys().collect::<Vec<_>>()
+        );
         for (name, expected) in &stock {
             let got = &kernel[name];
             let largest = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -181,20 +211,42 @@ fn forward_only_kernels_and_their_cache() {
                 .unwrap();
             let largest = b.iter().fold(0f32, |m: f32, v: &f32| m.max(v.abs()));
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                assert!((x - y).abs() <= 1e-5 * largest.max(1.0), "{:?} hidden[{i}]: {x} vs {y}", config.architecture);
+                assert!(
+                    (x - y).abs() <= 1e-5 * largest.max(1.0),
+                    "{:?} hidden[{i}]: {x} vs {y}",
+                    config.architecture
+                );
             }
         }
         Plain::seed(&Default::default(), 17);
         let model: Transformer<Plain> = config.init(&Default::default()).unwrap();
         let ids: Vec<i64> = (0..12).map(|i| 1 + (i * 7) % 60).collect();
-        let tokens = |ids: &[i64]| Tensor::<Plain, 2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &Default::default());
-        let whole: Vec<f32> = model.forward(tokens(&ids)).narrow(1, 11, 1).into_data().to_vec().unwrap();
+        let tokens = |ids: &[i64]| {
+            Tensor::<Plain, 2, Int>::from_data(
+                TensorData::new(ids.to_vec(), [1, ids.len()]),
+                &Default::default(),
+            )
+        };
+        let whole: Vec<f32> = model
+            .forward(tokens(&ids))
+            .narrow(1, 11, 1)
+            .into_data()
+            .to_vec()
+            .unwrap();
         let mut cache = model.new_cache();
         model.forward_with_cache(tokens(&ids[..9]), &mut cache, LogitsFor::Last);
         model.forward_with_cache(tokens(&ids[9..11]), &mut cache, LogitsFor::Last);
-        let last: Vec<f32> = model.forward_with_cache(tokens(&ids[11..]), &mut cache, LogitsFor::Last).into_data().to_vec().unwrap();
+        let last: Vec<f32> = model
+            .forward_with_cache(tokens(&ids[11..]), &mut cache, LogitsFor::Last)
+            .into_data()
+            .to_vec()
+            .unwrap();
         for (i, (x, y)) in last.iter().zip(&whole).enumerate() {
-            assert!((x - y).abs() <= 1e-4, "{:?} logit {i}: decoded {x}, whole {y}", config.architecture);
+            assert!(
+                (x - y).abs() <= 1e-4,
+                "{:?} logit {i}: decoded {x}, whole {y}",
+                config.architecture
+            );
         }
     }
 }

@@ -102,11 +102,17 @@ fn forward_weights_are_exactly_the_export_rounding() {
                 .zip(&actual)
                 .filter(|(e, a)| e.to_bits() != a.to_bits() && !(**e == 0.0 && **a == 0.0))
                 .count();
-            assert_eq!(differing, 0, "{ty} {name}: {differing} values differ from dequantize(quantize(w))");
+            assert_eq!(
+                differing, 0,
+                "{ty} {name}: {differing} values differ from dequantize(quantize(w))"
+            );
             assert_ne!(expected, rows, "{ty} {name}: the rounding changed nothing");
         }
         for name in ["layers.0.input_layernorm.gamma", "norm.gamma"] {
-            assert_eq!(before[name], after[name], "{ty}: {name} is not a planned weight");
+            assert_eq!(
+                before[name], after[name],
+                "{ty}: {name} is not a planned weight"
+            );
         }
     }
 }
@@ -119,11 +125,18 @@ fn batch() -> datasets::Batch {
         batch_size: 1,
         seq_len: 20,
         packing: true,
-        order: Order { shuffle: false, seed: 0, shard: Shard::SINGLE },
+        order: Order {
+            shuffle: false,
+            seed: 0,
+            shard: Shard::SINGLE,
+        },
         pad_token: 0,
         epochs: Some(1),
     };
-    Loader::new(documents.into(), config).unwrap().next().unwrap()
+    Loader::new(documents.into(), config)
+        .unwrap()
+        .next()
+        .unwrap()
 }
 
 /// The cross-entropy gradient of `objective` on `model`, by parameter.
@@ -146,11 +159,31 @@ fn linear_weights(model: &Transformer<B>) -> Vec<(&'static str, &Param<Tensor<B,
     let layer = &model.layers[0];
     vec![
         ("embed_tokens.weight", &model.embed_tokens.weight, false),
-        ("lm_head.weight", &model.lm_head.as_ref().unwrap().weight, true),
-        ("layers.0.self_attn.q_proj.weight", &layer.self_attn.q_proj.weight, true),
-        ("layers.0.self_attn.v_proj.weight", &layer.self_attn.v_proj.weight, true),
-        ("layers.0.mlp.gate_proj.weight", &layer.mlp.gate_proj.weight, true),
-        ("layers.0.mlp.down_proj.weight", &layer.mlp.down_proj.weight, true),
+        (
+            "lm_head.weight",
+            &model.lm_head.as_ref().unwrap().weight,
+            true,
+        ),
+        (
+            "layers.0.self_attn.q_proj.weight",
+            &layer.self_attn.q_proj.weight,
+            true,
+        ),
+        (
+            "layers.0.self_attn.v_proj.weight",
+            &layer.self_attn.v_proj.weight,
+            true,
+        ),
+        (
+            "layers.0.mlp.gate_proj.weight",
+            &layer.mlp.gate_proj.weight,
+            true,
+        ),
+        (
+            "layers.0.mlp.down_proj.weight",
+            &layer.mlp.down_proj.weight,
+            true,
+        ),
     ]
 }
 
@@ -166,10 +199,17 @@ fn straight_through_gradient_is_the_gradient_at_the_rounded_weights() {
         for (name, param, transposed) in linear_weights(&master) {
             let a = grad_rows(&through, param, transposed);
             let b = grad_rows(&direct, param, transposed);
-            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
             let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
             assert!(scale > 0.0, "{ty} {name}: no gradient");
-            assert!(worst <= 1e-6 * scale, "{ty} {name}: STE gradient differs by {worst} (scale {scale})");
+            assert!(
+                worst <= 1e-6 * scale,
+                "{ty} {name}: STE gradient differs by {worst} (scale {scale})"
+            );
         }
     }
 }
@@ -178,15 +218,24 @@ fn straight_through_gradient_is_the_gradient_at_the_rounded_weights() {
 fn clipped_estimator_zeroes_exactly_the_clipped_weights() {
     let master = model::<B>(256);
     for ty in [GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K] {
-        let identity = gradients(&master, &mut FakeQuant::new(CrossEntropy, plan(ty, Ste::Identity)));
-        let clipped = gradients(&master, &mut FakeQuant::new(CrossEntropy, plan(ty, Ste::Clipped)));
+        let identity = gradients(
+            &master,
+            &mut FakeQuant::new(CrossEntropy, plan(ty, Ste::Identity)),
+        );
+        let clipped = gradients(
+            &master,
+            &mut FakeQuant::new(CrossEntropy, plan(ty, Ste::Clipped)),
+        );
         let values = named_tensors(&master.valid());
         let mut n_clipped = 0;
         for (name, param, transposed) in linear_weights(&master) {
             let (rows, row) = gguf_rows(&values[name].values, &values[name].shape, transposed);
             let bytes = quantize::quantize_to_vec(ty, &rows, row, None).unwrap();
             let inside = quantize::inside_range(ty, &rows, row, &bytes).unwrap();
-            let (full, masked) = (grad_rows(&identity, param, transposed), grad_rows(&clipped, param, transposed));
+            let (full, masked) = (
+                grad_rows(&identity, param, transposed),
+                grad_rows(&clipped, param, transposed),
+            );
             for (i, &inside) in inside.iter().enumerate() {
                 let expected = if inside { full[i] } else { 0.0 };
                 assert_eq!(masked[i], expected, "{ty} {name}[{i}] (inside: {inside})");
@@ -217,5 +266,8 @@ fn rows_a_type_cannot_hold_are_an_error_naming_the_tensor() {
         ..plan
     };
     let message = fake_quantized(&small, &norm).unwrap_err().to_string();
-    assert!(message.contains("model.norm.weight") && message.contains("2-D"), "{message}");
+    assert!(
+        message.contains("model.norm.weight") && message.contains("2-D"),
+        "{message}"
+    );
 }

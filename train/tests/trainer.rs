@@ -11,8 +11,8 @@ use datasets::{Documents, LoaderConfig, Order, Shard};
 use train::config::{Architecture, ModelConfig, RopeConfig, RopeScaling};
 use train::optim::ScheduleKind;
 use train::trainer::{
-    CrossEntropy, MakeObjective, NonFinitePolicy, Quiet, Replicas, Topology, TrainConfig, TrainData,
-    Trainer, read_metrics, train_replicas,
+    CrossEntropy, MakeObjective, NonFinitePolicy, Quiet, Replicas, Topology, TrainConfig,
+    TrainData, Trainer, read_metrics, train_replicas,
 };
 use train::{CpuBackend, TrainError, Transformer};
 
@@ -287,7 +287,11 @@ fn a_run_told_to_skip_non_finite_steps_takes_no_update_on_them_and_goes_on() {
     let before = train::optim::named_tensors(trainer.model());
     let summary = trainer.run(&mut Poisoned, &mut Quiet, Some(4)).unwrap();
     assert_eq!(summary.steps, 4);
-    assert_eq!(train::optim::named_tensors(trainer.model()), before, "a skipped step leaves the weights");
+    assert_eq!(
+        train::optim::named_tensors(trainer.model()),
+        before,
+        "a skipped step leaves the weights"
+    );
     let summary = trainer.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
     assert_eq!(summary.steps, 8);
     assert!(summary.last_loss.is_finite());
@@ -300,13 +304,23 @@ fn a_run_told_to_skip_non_finite_steps_takes_no_update_on_them_and_goes_on() {
     assert!(metrics.iter().filter(|m| m.skipped.is_some()).count() == 1);
 
     let resumed_dir = tempfile::tempdir().unwrap();
-    let mut trainer =
-        Trainer::start(skipping.clone(), tiny_model(6), data(true, 2), resumed_dir.path()).unwrap();
+    let mut trainer = Trainer::start(
+        skipping.clone(),
+        tiny_model(6),
+        data(true, 2),
+        resumed_dir.path(),
+    )
+    .unwrap();
     trainer.run(&mut CrossEntropy, &mut Quiet, Some(3)).unwrap();
     trainer.run(&mut Poisoned, &mut Quiet, Some(4)).unwrap();
     drop(trainer);
-    let mut resumed = Trainer::resume(skipping, data(true, 2), resumed_dir.path(), &Default::default())
-        .unwrap();
+    let mut resumed = Trainer::resume(
+        skipping,
+        data(true, 2),
+        resumed_dir.path(),
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(resumed.step(), 3, "the checkpoint before the skipped step");
     resumed.run(&mut Poisoned, &mut Quiet, Some(4)).unwrap();
     resumed.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
@@ -332,13 +346,29 @@ fn a_run_that_keeps_failing_stops_even_when_it_skips_non_finite_steps() {
     let mut trainer = Trainer::start(skipping, tiny_model(6), data(true, 2), dir.path()).unwrap();
     trainer.run(&mut CrossEntropy, &mut Quiet, Some(2)).unwrap();
     let err = trainer.run(&mut Poisoned, &mut Quiet, None).err().unwrap();
-    assert!(matches!(err, TrainError::NonFiniteRepeated { step: 12, steps: 10, .. }), "{err}");
     assert!(
-        err.to_string().starts_with("step 12: the loss is NaN, the 10th non-finite step in a row"),
+        matches!(
+            err,
+            TrainError::NonFiniteRepeated {
+                step: 12,
+                steps: 10,
+                ..
+            }
+        ),
         "{err}"
     );
-    let checkpoints = std::fs::read_dir(dir.path().join("checkpoints")).unwrap().count();
-    assert_eq!(checkpoints, 2, "the newest checkpoints are kept, skipped steps and all");
+    assert!(
+        err.to_string()
+            .starts_with("step 12: the loss is NaN, the 10th non-finite step in a row"),
+        "{err}"
+    );
+    let checkpoints = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        checkpoints, 2,
+        "the newest checkpoints are kept, skipped steps and all"
+    );
 }
 
 /// An objective whose loss is NaN, as a diverged run's would be.
@@ -375,13 +405,17 @@ fn train_on_replicas(
     dir: &Path,
     start: Option<Transformer<B>>,
 ) -> Transformer<B> {
-    let topology = Topology { devices, nodes: None };
+    let topology = Topology {
+        devices,
+        nodes: None,
+    };
     let leader = match start {
         Some(model) => Trainer::start(config.clone(), model, data.clone(), dir).unwrap(),
         None => Trainer::resume(config.clone(), data.clone(), dir, &Default::default()).unwrap(),
     };
-    let objectives: Vec<MakeObjective<'_, _, CrossEntropy>> =
-        (0..devices).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _, _>).collect();
+    let objectives: Vec<MakeObjective<'_, _, CrossEntropy>> = (0..devices)
+        .map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _, _>)
+        .collect();
     let replicas = Replicas::<B, _> {
         topology,
         devices: vec![Default::default(); devices],
@@ -396,9 +430,17 @@ fn train_on_replicas(
 }
 
 fn assert_close(actual: &[f64], expected: &[f64], what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: {actual:?} vs {expected:?}");
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: {actual:?} vs {expected:?}"
+    );
     for (step, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!((a - e).abs() <= 1e-5 * e.abs().max(1.0), "{what}, step {}: {a} vs {e}", step + 1);
+        assert!(
+            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
+            "{what}, step {}: {a} vs {e}",
+            step + 1
+        );
     }
 }
 
@@ -407,49 +449,80 @@ fn assert_close(actual: &[f64], expected: &[f64], what: &str) {
 fn replicas_with_a_share_of_the_batch_train_as_one_device_with_all_of_it() {
     let steps = 6;
     let whole = tempfile::tempdir().unwrap();
-    let mut one = Trainer::start(config(steps), tiny_model(5), data(true, 4), whole.path()).unwrap();
+    let mut one =
+        Trainer::start(config(steps), tiny_model(5), data(true, 4), whole.path()).unwrap();
     one.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
     let expected = losses(whole.path());
     let expected_weights = train::optim::named_tensors(one.model());
 
     let two = tempfile::tempdir().unwrap();
-    let model = train_on_replicas(2, config(steps), data(true, 4), two.path(), Some(tiny_model(5)));
+    let model = train_on_replicas(
+        2,
+        config(steps),
+        data(true, 4),
+        two.path(),
+        Some(tiny_model(5)),
+    );
     assert_close(&losses(two.path()), &expected, "2 replicas of 2 rows");
     for (name, tensor) in train::optim::named_tensors(&model) {
         let want = &expected_weights[&name];
-        let worst = tensor.values.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let worst = tensor
+            .values
+            .iter()
+            .zip(&want.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(worst < 1e-4, "{name}: differs by {worst}");
     }
-    let checkpoints: Vec<u64> = train::checkpoint::CheckpointDir::new(two.path().join("checkpoints"), 9)
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|(step, _)| step)
-        .collect();
-    assert_eq!(checkpoints, [3, 6], "the leader alone writes checkpoints, on the run's schedule");
+    let checkpoints: Vec<u64> =
+        train::checkpoint::CheckpointDir::new(two.path().join("checkpoints"), 9)
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(step, _)| step)
+            .collect();
+    assert_eq!(
+        checkpoints,
+        [3, 6],
+        "the leader alone writes checkpoints, on the run's schedule"
+    );
 
     // Stopped after step 4 on one device; resumed from step 3 on four.
     let resumed = tempfile::tempdir().unwrap();
-    let mut first = Trainer::start(config(steps), tiny_model(5), data(true, 4), resumed.path()).unwrap();
+    let mut first =
+        Trainer::start(config(steps), tiny_model(5), data(true, 4), resumed.path()).unwrap();
     first.run(&mut CrossEntropy, &mut Quiet, Some(4)).unwrap();
     drop(first);
     train_on_replicas(4, config(steps), data(true, 4), resumed.path(), None);
-    assert_close(&losses(resumed.path()), &expected, "resumed on 4 replicas of 1 row");
+    assert_close(
+        &losses(resumed.path()),
+        &expected,
+        "resumed on 4 replicas of 1 row",
+    );
 
     let uneven = tempfile::tempdir().unwrap();
-    let leader = Trainer::start(config(steps), tiny_model(5), data(true, 2), uneven.path()).unwrap();
+    let leader =
+        Trainer::start(config(steps), tiny_model(5), data(true, 2), uneven.path()).unwrap();
     let replicas = Replicas::<B, CrossEntropy> {
-        topology: Topology { devices: 3, nodes: None },
+        topology: Topology {
+            devices: 3,
+            nodes: None,
+        },
         devices: vec![Default::default(); 3],
-        objectives: (0..3).map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _, _>).collect(),
+        objectives: (0..3)
+            .map(|_| Box::new(|_: &_| Ok(CrossEntropy)) as MakeObjective<'_, _, _>)
+            .collect(),
         prepare: None,
         config: config(steps),
         data: data(true, 2),
         run_dir: uneven.path(),
     };
-    let err = train_replicas(replicas, Some(leader), &mut Quiet).err().unwrap();
+    let err = train_replicas(replicas, Some(leader), &mut Quiet)
+        .err()
+        .unwrap();
     assert!(
-        err.to_string().contains("a micro-batch of 2 sequences cannot be split over 3 replicas"),
+        err.to_string()
+            .contains("a micro-batch of 2 sequences cannot be split over 3 replicas"),
         "{err}"
     );
 }
@@ -466,23 +539,45 @@ fn bf16_mixed_precision_learns_with_f32_master_weights() {
         ..config(steps)
     };
     let f32_run = tempfile::tempdir().unwrap();
-    let f32_config = TrainConfig { lr: 1e-2, ..config(60) };
+    let f32_config = TrainConfig {
+        lr: 1e-2,
+        ..config(60)
+    };
     Trainer::start(f32_config, tiny_model(1), data(true, 4), f32_run.path())
         .unwrap()
         .run(&mut CrossEntropy, &mut Quiet, None)
         .unwrap();
     let bf16_run = tempfile::tempdir().unwrap();
-    let mut trainer = Trainer::start(bf16(60), tiny_model(1), data(true, 4), bf16_run.path()).unwrap();
+    let mut trainer =
+        Trainer::start(bf16(60), tiny_model(1), data(true, 4), bf16_run.path()).unwrap();
     trainer.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
     let weight = trainer.model().layers[0].self_attn.q_proj.weight.val();
-    assert_eq!(weight.dtype(), burn::tensor::DType::F32, "the master weights stay f32");
+    assert_eq!(
+        weight.dtype(),
+        burn::tensor::DType::F32,
+        "the master weights stay f32"
+    );
 
     let (full, half) = (losses(f32_run.path()), losses(bf16_run.path()));
-    assert!((full[0] - half[0]).abs() < 0.02 * full[0], "first step: f32 {} bf16 {}", full[0], half[0]);
+    assert!(
+        (full[0] - half[0]).abs() < 0.02 * full[0],
+        "first step: f32 {} bf16 {}",
+        full[0],
+        half[0]
+    );
     let tail = |l: &[f64]| l[l.len() - 5..].iter().sum::<f64>() / 5.0;
     let uniform = (VOCAB as f64).ln();
-    assert!(tail(&half) < 0.5 * uniform, "bf16 learns: {} against chance {uniform}", tail(&half));
-    assert!((tail(&half) - tail(&full)).abs() < 0.25 * tail(&full), "f32 {} bf16 {}", tail(&full), tail(&half));
+    assert!(
+        tail(&half) < 0.5 * uniform,
+        "bf16 learns: {} against chance {uniform}",
+        tail(&half)
+    );
+    assert!(
+        (tail(&half) - tail(&full)).abs() < 0.25 * tail(&full),
+        "f32 {} bf16 {}",
+        tail(&full),
+        tail(&half)
+    );
 
     let killed = tempfile::tempdir().unwrap();
     let mut first = Trainer::start(bf16(10), tiny_model(2), data(true, 2), killed.path()).unwrap();
@@ -493,9 +588,14 @@ fn bf16_mixed_precision_learns_with_f32_master_weights() {
         .unwrap()
         .run(&mut CrossEntropy, &mut Quiet, None)
         .unwrap();
-    let mut resumed = Trainer::<B>::resume(bf16(10), data(true, 2), killed.path(), &Default::default()).unwrap();
+    let mut resumed =
+        Trainer::<B>::resume(bf16(10), data(true, 2), killed.path(), &Default::default()).unwrap();
     resumed.run(&mut CrossEntropy, &mut Quiet, None).unwrap();
-    for (step, (a, e)) in losses(killed.path()).iter().zip(&losses(whole.path())).enumerate() {
+    for (step, (a, e)) in losses(killed.path())
+        .iter()
+        .zip(&losses(whole.path()))
+        .enumerate()
+    {
         assert!((a - e).abs() <= 1e-6, "step {}: {a} vs {e}", step + 1);
     }
 }

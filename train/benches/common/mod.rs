@@ -56,8 +56,11 @@ pub fn documents(count: usize, vocab: usize) -> Arc<Documents> {
         .map(|_| ((0..SEQ).map(|_| next()).collect(), vec![true; SEQ]))
         .collect();
     Arc::new(
-        Documents::from_tokens(docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())), "bench")
-            .expect("valid documents"),
+        Documents::from_tokens(
+            docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())),
+            "bench",
+        )
+        .expect("valid documents"),
     )
 }
 

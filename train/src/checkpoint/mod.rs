@@ -45,6 +45,9 @@ pub struct TrainerState {
     /// A hash of the training configuration, so that a resume with different
     /// settings is refused instead of silently mixing two runs.
     pub config_fingerprint: u64,
+    /// The float type the steps computed in (f32 master weights either way).
+    #[serde(default)]
+    pub precision: crate::trainer::Precision,
     /// The loss of `step`, for display.
     #[serde(with = "crate::json_number")]
     pub loss: f64,
@@ -95,7 +98,11 @@ impl CheckpointDir {
         fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         self.remove_temporaries()?;
         let target = self.of_step(state.step);
-        let name = target.file_name().expect("a step name").to_string_lossy().into_owned();
+        let name = target
+            .file_name()
+            .expect("a step name")
+            .to_string_lossy()
+            .into_owned();
         if target.exists() {
             return Err(TrainError::Checkpoint {
                 path: target,
@@ -254,10 +261,12 @@ pub(crate) fn model_for<B: Backend>(
     device: &B::Device,
 ) -> Result<Transformer<B>, crate::error::ModelError> {
     let model = config.init::<B>(device)?;
-    Ok(match weights.get(PROJECTION_WEIGHT).map(|t| t.shape.as_slice()) {
-        Some(&[_, width]) => model.with_hidden_projection(width, None),
-        _ => model,
-    })
+    Ok(
+        match weights.get(PROJECTION_WEIGHT).map(|t| t.shape.as_slice()) {
+            Some(&[_, width]) => model.with_hidden_projection(width, None),
+            _ => model,
+        },
+    )
 }
 
 /// Both readers initialize a model from the configuration before the saved

@@ -72,7 +72,9 @@ pub fn kl_divergence<B: Backend>(
     for index in 0..model_scorer.chunk_count() {
         let (targets, model_logits) = model_scorer.chunk_logits(index);
         let (_, teacher_logits) = teacher_scorer.chunk_logits(index);
-        let rows = model_logits.chunks_exact(vocab).zip(teacher_logits.chunks_exact(vocab));
+        let rows = model_logits
+            .chunks_exact(vocab)
+            .zip(teacher_logits.chunks_exact(vocab));
         let mut model_nlls = Vec::with_capacity(targets.len());
         let mut teacher_nlls = Vec::with_capacity(targets.len());
         for ((model_row, teacher_row), &target) in rows.zip(&targets) {
@@ -148,7 +150,11 @@ struct BaseLogProbs {
 impl BaseLogProbs {
     fn encode(logits: &[f32]) -> BaseLogProbs {
         let max = logits.iter().copied().fold(logits[0], f32::max);
-        let min = logits.iter().copied().fold(logits[0], f32::min).max(max - 16.0);
+        let min = logits
+            .iter()
+            .copied()
+            .fold(logits[0], f32::min)
+            .max(max - 16.0);
         let sum_exp: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
         let log_sum_exp = sum_exp.ln() as f32;
         let scale = (max - min) / 65535.0;

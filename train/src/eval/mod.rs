@@ -6,12 +6,14 @@ mod perplexity;
 mod speculative;
 mod trained_tokens;
 
-pub(crate) use nll::NllStats;
 pub use kl_divergence::{KlError, KlReport, kl_divergence};
+pub(crate) use nll::NllStats;
 
 pub use nll::token_nll;
 pub use perplexity::{
     ChunkScore, PerplexityError, PerplexityOptions, PerplexityReport, perplexity,
 };
+pub use speculative::{
+    DraftFigure, DraftTally, MAX_DRAFT_LENGTH, draft_matches, verification_steps,
+};
 pub use trained_tokens::{TrainedScores, score_trained};
-pub use speculative::{DraftFigure, DraftTally, MAX_DRAFT_LENGTH, draft_matches, verification_steps};

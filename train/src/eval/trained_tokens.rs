@@ -35,7 +35,9 @@ pub fn score_trained<B: Backend>(
     let (mut kld, mut same, mut scored_documents) = (0.0, 0usize, 0usize);
     for index in 0..documents.len() {
         let document = documents.get(index);
-        let positions: Vec<usize> = (1..document.tokens.len()).filter(|&i| document.trained[i]).collect();
+        let positions: Vec<usize> = (1..document.tokens.len())
+            .filter(|&i| document.trained[i])
+            .collect();
         if positions.is_empty() {
             continue;
         }
@@ -71,7 +73,11 @@ fn logits<B: Backend>(model: &Transformer<B>, tokens: &[u32]) -> (Vec<f32>, usiz
     let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
     let out = model.forward(input);
     let vocab = out.dims()[2];
-    let values = out.into_data().convert::<f32>().into_vec().expect("f32 logits");
+    let values = out
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("f32 logits");
     (values, vocab)
 }
 
@@ -89,9 +95,14 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 
 fn kl(teacher: &[f32], student: &[f32]) -> f64 {
     let (p, q) = (log_softmax(teacher), log_softmax(student));
-    p.iter().zip(&q).map(|(&lp, &lq)| lp.exp() * (lp - lq)).sum()
+    p.iter()
+        .zip(&q)
+        .map(|(&lp, &lq)| lp.exp() * (lp - lq))
+        .sum()
 }
 
 fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
 }

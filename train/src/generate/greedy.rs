@@ -59,7 +59,14 @@ pub fn generate_greedy<B: Backend>(
     is_eog: impl Fn(u32) -> bool,
     on_token: impl FnMut(u32),
 ) -> Result<Generation, InputError> {
-    generate(model, prompt, max_tokens, Sampling::Greedy, is_eog, on_token)
+    generate(
+        model,
+        prompt,
+        max_tokens,
+        Sampling::Greedy,
+        is_eog,
+        on_token,
+    )
 }
 
 /// How the next token is chosen from the model's logits.
@@ -70,7 +77,11 @@ pub enum Sampling {
     /// A draw from `softmax(logits / temperature)` cut to the smallest set of
     /// most likely tokens whose probability reaches `top_p` (nucleus sampling),
     /// from a random stream fixed by `seed`.
-    Sample { temperature: f32, top_p: f32, seed: u64 },
+    Sample {
+        temperature: f32,
+        top_p: f32,
+        seed: u64,
+    },
 }
 
 /// [`generate_greedy`] with any [`Sampling`].
@@ -107,9 +118,9 @@ pub fn generate<B: Backend>(
         ));
         let chosen = match sampling {
             Sampling::Greedy => argmax(&logits),
-            Sampling::Sample { temperature, top_p, .. } => {
-                sample(&logits, temperature, top_p, &mut rng)
-            }
+            Sampling::Sample {
+                temperature, top_p, ..
+            } => sample(&logits, temperature, top_p, &mut rng),
         };
         (chosen, log_softmax_at(&logits, chosen as usize))
     };
@@ -149,7 +160,12 @@ fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut SplitMix64) ->
     let mut ranked: Vec<(u32, f64)> = logits
         .iter()
         .enumerate()
-        .map(|(id, &v)| (id as u32, (f64::from(v - max) / f64::from(temperature)).exp()))
+        .map(|(id, &v)| {
+            (
+                id as u32,
+                (f64::from(v - max) / f64::from(temperature)).exp(),
+            )
+        })
         .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let total: f64 = ranked.iter().map(|&(_, p)| p).sum();
@@ -210,11 +226,16 @@ mod tests {
         let total: f64 = weights.iter().sum();
         for (count, weight) in counts.iter().zip(&weights) {
             let expected = weight / total;
-            assert!((*count as f64 / draws as f64 - expected).abs() < 0.015, "{counts:?}");
+            assert!(
+                (*count as f64 / draws as f64 - expected).abs() < 0.015,
+                "{counts:?}"
+            );
         }
         let same = |seed| {
             let mut rng = SplitMix64::new(seed);
-            (0..20).map(|_| sample(&logits, 1.0, 0.9, &mut rng)).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| sample(&logits, 1.0, 0.9, &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(same(9), same(9));
     }
@@ -222,7 +243,9 @@ mod tests {
     #[test]
     fn log_softmax_is_normalized() {
         let logits = [0.5f32, -1.0, 3.0];
-        let total: f64 = (0..3).map(|i| f64::from(log_softmax_at(&logits, i)).exp()).sum();
+        let total: f64 = (0..3)
+            .map(|i| f64::from(log_softmax_at(&logits, i)).exp())
+            .sum();
         assert!((total - 1.0).abs() < 1e-6);
     }
 }

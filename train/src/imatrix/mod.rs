@@ -9,15 +9,14 @@
 //! adds one. llama-imatrix also reports the perplexity of the second half of
 //! each chunk (as llama-perplexity scores it); so does this.
 
-
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::eval::token_nll;
 use crate::eval::NllStats;
+use crate::eval::token_nll;
 use crate::import::{LayerWeight, Weight};
 use crate::model::{RowLayout, Transformer, host_f32};
 
@@ -147,21 +146,32 @@ pub fn compute_imatrix<B: Backend>(
         let hidden = model.probe_rows(batch, layout, |layer, activations| {
             let heads = activations.heads.flatten::<3>(2, 3);
             let inputs = [
-                (&[LayerWeight::Q, LayerWeight::K, LayerWeight::V][..], &activations.attention_input),
+                (
+                    &[LayerWeight::Q, LayerWeight::K, LayerWeight::V][..],
+                    &activations.attention_input,
+                ),
                 (&[LayerWeight::O][..], &heads),
-                (&[LayerWeight::Gate, LayerWeight::Up][..], &activations.mlp_input),
+                (
+                    &[LayerWeight::Gate, LayerWeight::Up][..],
+                    &activations.mlp_input,
+                ),
                 (&[LayerWeight::Down][..], &activations.intermediate),
             ];
             for (weights, x) in inputs {
                 let [batch, seq, d] = x.dims();
-                let squares = host_f32((x.clone() * x.clone()).reshape([batch * seq, d]).sum_dim(0));
+                let squares =
+                    host_f32((x.clone() * x.clone()).reshape([batch * seq, d]).sum_dim(0));
                 for &weight in weights {
                     let name = Weight::Layer(layer, weight).gguf_name();
                     let entry = entries.entry(name).or_insert_with(|| ActivationSums {
                         sums: vec![0.0; d],
                         count: 0,
                     });
-                    entry.sums.iter_mut().zip(&squares).for_each(|(s, q)| *s += q);
+                    entry
+                        .sums
+                        .iter_mut()
+                        .zip(&squares)
+                        .for_each(|(s, q)| *s += q);
                     entry.count += (batch * seq) as u64;
                 }
             }
@@ -203,14 +213,24 @@ mod tests {
         assert_eq!(options(16, Some(2)).chunk_count(100), Ok(2));
         assert_eq!(
             options(16, None).chunk_count(31),
-            Err(ImatrixError::TooFewTokens { tokens: 31, ctx: 16 })
+            Err(ImatrixError::TooFewTokens {
+                tokens: 31,
+                ctx: 16
+            })
         );
         assert_eq!(
             options(8, None).chunk_count(100),
             Err(ImatrixError::ContextTooShort { ctx: 8 })
         );
-        let msg = ImatrixError::TooFewTokens { tokens: 31, ctx: 16 }.to_string();
-        assert!(msg.contains("31 tokens") && msg.contains("at least 32"), "{msg}");
+        let msg = ImatrixError::TooFewTokens {
+            tokens: 31,
+            ctx: 16,
+        }
+        .to_string();
+        assert!(
+            msg.contains("31 tokens") && msg.contains("at least 32"),
+            "{msg}"
+        );
     }
 
     fn tiny_model() -> Transformer<CpuBackend> {

@@ -35,7 +35,14 @@ pub(crate) fn adamw<B: Backend>(
     grad: Tensor<B, 1>,
     moments: Option<(Tensor<B, 1>, Tensor<B, 1>)>,
     step: AdamWStep,
-) -> Result<[Tensor<B, 1>; 3], (Tensor<B, 1>, Tensor<B, 1>, Option<(Tensor<B, 1>, Tensor<B, 1>)>)> {
+) -> Result<
+    [Tensor<B, 1>; 3],
+    (
+        Tensor<B, 1>,
+        Tensor<B, 1>,
+        Option<(Tensor<B, 1>, Tensor<B, 1>)>,
+    ),
+> {
     let Some(w) = flex_inner(&weight) else {
         return Err((weight, grad, moments));
     };
@@ -50,7 +57,10 @@ pub(crate) fn adamw<B: Backend>(
     let fresh = moments.is_none();
     let (mut m, mut v) = match moments {
         Some((m, v)) => (owned(m), owned(v)),
-        None => (flex_tensor(vec![0.0; n], [n]), flex_tensor(vec![0.0; n], [n])),
+        None => (
+            flex_tensor(vec![0.0; n], [n]),
+            flex_tensor(vec![0.0; n], [n]),
+        ),
     };
     update(&mut g, &mut m, &mut v, &values(&w), fresh, step);
     Ok([flex_outer(g), flex_outer(m), flex_outer(v)])
@@ -60,7 +70,11 @@ pub(crate) fn adamw<B: Backend>(
 fn writable(mut tensor: FlexTensor) -> FlexTensor {
     let n = tensor.layout().num_elements();
     let contiguous = tensor.layout().contiguous_offsets() == Some((0, n));
-    if contiguous && tensor.try_storage_mut::<f32>().is_some_and(|s| s.len() == n) {
+    if contiguous
+        && tensor
+            .try_storage_mut::<f32>()
+            .is_some_and(|s| s.len() == n)
+    {
         return tensor;
     }
     flex_tensor(values(&tensor).into_owned(), [n])
@@ -68,11 +82,28 @@ fn writable(mut tensor: FlexTensor) -> FlexTensor {
 
 /// The update proper, on host buffers (not generic, so that it is compiled,
 /// optimized, with this crate, whatever crate instantiates [`adamw`]).
-fn update(g: &mut FlexTensor, m: &mut FlexTensor, v: &mut FlexTensor, w: &[f32], fresh: bool, step: AdamWStep) {
+fn update(
+    g: &mut FlexTensor,
+    m: &mut FlexTensor,
+    v: &mut FlexTensor,
+    w: &[f32],
+    fresh: bool,
+    step: AdamWStep,
+) {
     let f = |x: f64| x as f32;
-    let (scale, beta1, one_m_beta1, beta2, one_m_beta2) =
-        (f(step.grad_scale), f(step.beta1), f(1.0 - step.beta1), f(step.beta2), f(1.0 - step.beta2));
-    let (eps, decay, bias2_sqrt, step_size) = (f(step.eps), f(step.decay), f(step.bias2_sqrt), f(step.step_size));
+    let (scale, beta1, one_m_beta1, beta2, one_m_beta2) = (
+        f(step.grad_scale),
+        f(step.beta1),
+        f(1.0 - step.beta1),
+        f(step.beta2),
+        f(1.0 - step.beta2),
+    );
+    let (eps, decay, bias2_sqrt, step_size) = (
+        f(step.eps),
+        f(step.decay),
+        f(step.bias2_sqrt),
+        f(step.step_size),
+    );
     let unique = "made unique by `writable`";
     let g = g.try_storage_mut::<f32>().expect(unique);
     let m = m.try_storage_mut::<f32>().expect(unique);
@@ -87,7 +118,10 @@ fn update(g: &mut FlexTensor, m: &mut FlexTensor, v: &mut FlexTensor, w: &[f32],
             let (m_i, v_i) = if fresh {
                 (grad * one_m_beta1, grad * grad * one_m_beta2)
             } else {
-                (*m * beta1 + grad * one_m_beta1, *v * beta2 + grad * grad * one_m_beta2)
+                (
+                    *m * beta1 + grad * one_m_beta1,
+                    *v * beta2 + grad * grad * one_m_beta2,
+                )
             };
             *m = m_i;
             *v = v_i;

@@ -125,7 +125,14 @@ impl Shared {
 
 /// Rows `rows` of head `h`'s columns in a `[batch, seq, n, head_dim]`
 /// buffer, for batch row `b`, as a matrix view.
-fn head_view<'a>(data: &'a [f32], shape: &Shape, n: usize, b: usize, h: usize, rows: std::ops::Range<usize>) -> View<'a> {
+fn head_view<'a>(
+    data: &'a [f32],
+    shape: &Shape,
+    n: usize,
+    b: usize,
+    h: usize,
+    rows: std::ops::Range<usize>,
+) -> View<'a> {
     let (seq, d) = (shape.seq, shape.head_dim);
     let start = (b * seq + rows.start) * n * d + h * d;
     let end = start + (rows.len().max(1) - 1) * n * d + d;
@@ -140,7 +147,16 @@ fn head_view<'a>(data: &'a [f32], shape: &Shape, n: usize, b: usize, h: usize, r
 
 /// Writes `rows × head_dim` values of `src` (row-major) into head `h` of a
 /// `[batch, seq, n, head_dim]` buffer, adding when `accumulate`.
-fn scatter(dst: &mut [f32], src: &[f32], shape: &Shape, n: usize, b: usize, h: usize, rows: std::ops::Range<usize>, accumulate: bool) {
+fn scatter(
+    dst: &mut [f32],
+    src: &[f32],
+    shape: &Shape,
+    n: usize,
+    b: usize,
+    h: usize,
+    rows: std::ops::Range<usize>,
+    accumulate: bool,
+) {
     let d = shape.head_dim;
     for (i, row) in rows.enumerate() {
         let at = ((b * shape.seq + row) * n + h) * d;
@@ -156,7 +172,14 @@ fn scatter(dst: &mut [f32], src: &[f32], shape: &Shape, n: usize, b: usize, h: u
 /// Softmax probabilities of one query block's scores in place: `scores`
 /// `[len, keys]` for queries `q0..q0 + len`; hidden keys get 0. Returns or
 /// uses each row's log-sum-exp.
-fn probabilities(scores: &mut [f32], keys: usize, q0: usize, lse: &mut [f32], known: bool, sees: impl Fn(usize, usize) -> bool) {
+fn probabilities(
+    scores: &mut [f32],
+    keys: usize,
+    q0: usize,
+    lse: &mut [f32],
+    known: bool,
+    sees: impl Fn(usize, usize) -> bool,
+) {
     for (i, row) in scores.chunks_mut(keys).enumerate() {
         let q = q0 + i;
         for (k, s) in row.iter_mut().enumerate() {
@@ -202,7 +225,13 @@ struct Saved {
 
 /// The forward pass on rotated queries and keys: the output and the
 /// log-sum-exp of every (row, head, query).
-fn forward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32], mask: &Option<Mask>) -> (Vec<f32>, Vec<f32>) {
+fn forward(
+    shape: &Shape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &Option<Mask>,
+) -> (Vec<f32>, Vec<f32>) {
     let (seq, heads, kv, d) = (shape.seq, shape.heads, shape.kv_heads, shape.head_dim);
     let mut out = vec![0.0f32; q.len()];
     let mut lse = vec![0.0f32; shape.batch * heads * seq];
@@ -227,12 +256,31 @@ fn forward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32], mask: &Option<Mask>) 
             // SAFETY: task (b, h) alone writes its lse entries and output columns.
             let lse = unsafe { lse_ptr.slice() };
             let at = (b * heads + h) * seq + q0;
-            probabilities(&mut scores, keys, q0, &mut lse[at..at + len], false, |q, key| {
-                Mask::sees(mask, shape, b, q, key)
-            });
+            probabilities(
+                &mut scores,
+                keys,
+                q0,
+                &mut lse[at..at + len],
+                false,
+                |q, key| Mask::sees(mask, shape, b, q, key),
+            );
             o.resize(len * d, 0.0);
-            gemm(&mut o, View::new(&scores, len, keys), head_view(v, shape, kv, b, g, 0..keys), false);
-            scatter(unsafe { out_ptr.slice() }, &o, shape, heads, b, h, q0..q0 + len, false);
+            gemm(
+                &mut o,
+                View::new(&scores, len, keys),
+                head_view(v, shape, kv, b, g, 0..keys),
+                false,
+            );
+            scatter(
+                unsafe { out_ptr.slice() },
+                &o,
+                shape,
+                heads,
+                b,
+                h,
+                q0..q0 + len,
+                false,
+            );
         }
     });
     (out, lse)
@@ -242,11 +290,21 @@ fn forward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32], mask: &Option<Mask>) 
 fn backward(saved: &Saved, d_out: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let shape = &saved.shape;
     let (seq, heads, kv, d) = (shape.seq, shape.heads, shape.kv_heads, shape.head_dim);
-    let (q, k, v, out, lse) = (values(&saved.q), values(&saved.k), values(&saved.v), values(&saved.out), values(&saved.lse));
+    let (q, k, v, out, lse) = (
+        values(&saved.q),
+        values(&saved.k),
+        values(&saved.v),
+        values(&saved.out),
+        values(&saved.lse),
+    );
     let mut dq = vec![0.0f32; q.len()];
     let mut dk = vec![0.0f32; k.len()];
     let mut dv = vec![0.0f32; v.len()];
-    let (dq_ptr, dk_ptr, dv_ptr) = (Shared::new(&mut dq), Shared::new(&mut dk), Shared::new(&mut dv));
+    let (dq_ptr, dk_ptr, dv_ptr) = (
+        Shared::new(&mut dq),
+        Shared::new(&mut dk),
+        Shared::new(&mut dv),
+    );
     let scale = shape.scale();
     // A task per (row, key/value head): it alone accumulates that head's dK, dV.
     (0..shape.batch * kv).into_par_iter().for_each(|task| {
@@ -275,7 +333,12 @@ fn backward(saved: &Saved, d_out: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                     Mask::sees(&saved.mask, shape, b, qi, key)
                 });
                 // dV += Pᵀ · dO
-                gemm(&mut dv_g[..keys * d], View::new(&p, len, keys).t(), do_view, true);
+                gemm(
+                    &mut dv_g[..keys * d],
+                    View::new(&p, len, keys).t(),
+                    do_view,
+                    true,
+                );
                 // dP = dO · Vᵀ
                 dp.resize(len * keys, 0.0);
                 gemm(&mut dp, do_view, vv.t(), false);
@@ -287,22 +350,55 @@ fn backward(saved: &Saved, d_out: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                         &do_view.data[i * do_view.row_stride..i * do_view.row_stride + d],
                     );
                     let delta: f32 = o_row.iter().zip(do_row).map(|(o, g)| o * g).sum();
-                    let (p_row, dp_row) = (&p[i * keys..(i + 1) * keys], &mut dp[i * keys..(i + 1) * keys]);
-                    dp_row.iter_mut().zip(p_row).for_each(|(ds, p)| *ds = p * (*ds - delta) * scale);
+                    let (p_row, dp_row) = (
+                        &p[i * keys..(i + 1) * keys],
+                        &mut dp[i * keys..(i + 1) * keys],
+                    );
+                    dp_row
+                        .iter_mut()
+                        .zip(p_row)
+                        .for_each(|(ds, p)| *ds = p * (*ds - delta) * scale);
                 }
                 let ds = View::new(&dp, len, keys);
                 // dQ = dS · K
                 block.resize(len * d, 0.0);
                 gemm(&mut block, ds, kv_view, false);
                 // SAFETY: heads of group g belong to this task alone.
-                scatter(unsafe { dq_ptr.slice() }, &block, shape, heads, b, h, q0..q0 + len, false);
+                scatter(
+                    unsafe { dq_ptr.slice() },
+                    &block,
+                    shape,
+                    heads,
+                    b,
+                    h,
+                    q0..q0 + len,
+                    false,
+                );
                 // dK += dSᵀ · Q
                 gemm(&mut dk_g[..keys * d], ds.t(), qv, true);
             }
         }
         // SAFETY: key/value head g of row b belongs to this task alone.
-        scatter(unsafe { dk_ptr.slice() }, &dk_g, shape, kv, b, g, 0..seq, false);
-        scatter(unsafe { dv_ptr.slice() }, &dv_g, shape, kv, b, g, 0..seq, false);
+        scatter(
+            unsafe { dk_ptr.slice() },
+            &dk_g,
+            shape,
+            kv,
+            b,
+            g,
+            0..seq,
+            false,
+        );
+        scatter(
+            unsafe { dv_ptr.slice() },
+            &dv_g,
+            shape,
+            kv,
+            b,
+            g,
+            0..seq,
+            false,
+        );
     });
     (dq, dk, dv)
 }
@@ -391,7 +487,9 @@ pub(crate) fn attend<B: Backend>(
     shape: Shape,
 ) -> Result<(Tensor<B, 3>, Tensor<B, 3>), [Tensor<B, 3>; 3]> {
     let autodiff = super::is_flex_autodiff::<B>();
-    let f32s = [&q, &k, &v].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
+    let f32s = [&q, &k, &v]
+        .iter()
+        .all(|t| t.dtype() == burn::tensor::DType::F32);
     if !f32s || (!autodiff && !super::is_flex::<B>()) {
         return Err([q, k, v]);
     }
@@ -406,9 +504,13 @@ pub(crate) fn attend<B: Backend>(
         rows: m.dims()[0],
     });
     if autodiff {
-        let ad = |t: Tensor<B, 3>| super::flex_autodiff(t).unwrap_or_else(|_| unreachable!("B is Ad"));
+        let ad =
+            |t: Tensor<B, 3>| super::flex_autodiff(t).unwrap_or_else(|_| unreachable!("B is Ad"));
         let (out, k_rot) = attention(&ad(q), &ad(k), &ad(v), shape, rotary, mask);
-        return Ok((super::from_flex_autodiff::<B, 3>(out), super::constant::<B, 3>(k_rot)));
+        return Ok((
+            super::from_flex_autodiff::<B, 3>(out),
+            super::constant::<B, 3>(k_rot),
+        ));
     }
     let flex = |t: &Tensor<B, 3>| super::flex_inner(t).expect("B is Flex");
     let q_rot = rotary.apply(&values(&flex(&q)), &shape, shape.heads, false);

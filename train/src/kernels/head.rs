@@ -45,10 +45,16 @@ pub(crate) fn chunked_loss<B: AutodiffBackend>(
         Some(head) => (head.weight.val(), false),
         None => (model.embed_tokens.weight.val(), true),
     };
-    let weight = flex_autodiff(weight).unwrap_or_else(|_| unreachable!("the model is on the hidden states' backend"));
-    let bias = model.lm_head.as_ref().and_then(|head| head.bias.as_ref()).map(|bias| {
-        flex_autodiff(bias.val()).unwrap_or_else(|_| unreachable!("the model is on the hidden states' backend"))
-    });
+    let weight = flex_autodiff(weight)
+        .unwrap_or_else(|_| unreachable!("the model is on the hidden states' backend"));
+    let bias = model
+        .lm_head
+        .as_ref()
+        .and_then(|head| head.bias.as_ref())
+        .map(|bias| {
+            flex_autodiff(bias.val())
+                .unwrap_or_else(|_| unreachable!("the model is on the hidden states' backend"))
+        });
     Ok(run(hidden, weight, tied, bias, rows.max(1), loss))
 }
 
@@ -86,7 +92,9 @@ fn run<B: AutodiffBackend>(
         logits.truncate(len * vocab);
         gemm(&mut logits, h_chunk, head, false);
         if let Some(b) = &b {
-            logits.par_chunks_mut(vocab).for_each(|row| row.iter_mut().zip(b.iter()).for_each(|(l, b)| *l += b));
+            logits
+                .par_chunks_mut(vocab)
+                .for_each(|row| row.iter_mut().zip(b.iter()).for_each(|(l, b)| *l += b));
         }
         let positions = start..start + len;
         let d_logits = match loss {
@@ -97,7 +105,8 @@ fn run<B: AutodiffBackend>(
                 logits
             }
             ChunkLoss::Custom(chunk_loss) => {
-                let (part, parts, gradient) = custom::<B>(chunk_loss, logits, [len, vocab], positions)?;
+                let (part, parts, gradient) =
+                    custom::<B>(chunk_loss, logits, [len, vocab], positions)?;
                 value += part;
                 for (name, v) in parts {
                     *components.entry(name).or_default() += v;
@@ -106,7 +115,12 @@ fn run<B: AutodiffBackend>(
             }
         };
         let d = View::new(&d_logits, len, vocab);
-        gemm(&mut grad_h[start * width..(start + len) * width], d, head.t(), false);
+        gemm(
+            &mut grad_h[start * width..(start + len) * width],
+            d,
+            head.t(),
+            false,
+        );
         if tied {
             gemm(&mut grad_w, d.t(), h_chunk, true);
         } else {
@@ -172,7 +186,8 @@ fn custom<B: AutodiffBackend>(
     shape: [usize; 2],
     positions: Range<usize>,
 ) -> Result<(f64, BTreeMap<&'static str, f64>, Vec<f32>), TrainError> {
-    let inner = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(flex_tensor(logits, shape)));
+    let inner =
+        Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(flex_tensor(logits, shape)));
     let leaf = Tensor::<Ad, 2>::from_inner(inner).require_grad();
     let leaf: Tensor<B, 2> =
         from_flex_autodiff(flex_autodiff(leaf).unwrap_or_else(|_| unreachable!("an Ad tensor")));
@@ -192,5 +207,7 @@ fn inner_flex<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FlexTensor {
         TensorPrimitive::Float(primitive) => Box::new(primitive),
         TensorPrimitive::QFloat(_) => unreachable!("a float gradient"),
     };
-    *primitive.downcast::<FlexTensor>().expect("the inner backend of Autodiff<Flex> is Flex")
+    *primitive
+        .downcast::<FlexTensor>()
+        .expect("the inner backend of Autodiff<Flex> is Flex")
 }

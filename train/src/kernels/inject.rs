@@ -37,7 +37,9 @@ impl<const N: usize> Backward<Flex, N> for Inject {
 fn scaled(mut gradient: FlexTensor, scale: f32) -> FlexTensor {
     match gradient.try_storage_mut::<f32>() {
         Some(values) => {
-            values.par_chunks_mut(1 << 16).for_each(|chunk| chunk.iter_mut().for_each(|v| *v *= scale));
+            values
+                .par_chunks_mut(1 << 16)
+                .for_each(|chunk| chunk.iter_mut().for_each(|v| *v *= scale));
             gradient
         }
         None => {
@@ -49,7 +51,11 @@ fn scaled(mut gradient: FlexTensor, scale: f32) -> FlexTensor {
 
 /// A `[1]` tensor worth `value`, whose gradient with respect to `inputs[i]`
 /// is `gradients[i]` (each of its input's shape).
-pub(crate) fn inject<const N: usize>(value: f32, inputs: [&AdTensor; N], gradients: [FlexTensor; N]) -> AdTensor {
+pub(crate) fn inject<const N: usize>(
+    value: f32,
+    inputs: [&AdTensor; N],
+    gradients: [FlexTensor; N],
+) -> AdTensor {
     let output = flex_tensor(vec![value], [1]);
     match Inject
         .prepare::<NoCheckpointing>(inputs.map(|input| input.node.clone()))

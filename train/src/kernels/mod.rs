@@ -88,7 +88,8 @@ pub(crate) fn flex_outer<B: Backend, const D: usize>(tensor: FlexTensor) -> Tens
 /// outside any graph.
 pub(crate) fn constant<B: Backend, const D: usize>(tensor: FlexTensor) -> Tensor<B, D> {
     let inner = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(tensor));
-    let tensor = flex_autodiff(Tensor::<Ad, D>::from_inner(inner)).unwrap_or_else(|_| unreachable!("an Ad tensor"));
+    let tensor = flex_autodiff(Tensor::<Ad, D>::from_inner(inner))
+        .unwrap_or_else(|_| unreachable!("an Ad tensor"));
     from_flex_autodiff(tensor)
 }
 

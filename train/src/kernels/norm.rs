@@ -7,14 +7,15 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::{DType, Tensor};
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use super::simd::{self, vectorized};
 use super::{
-    AdTensor, flex_autodiff, flex_inner, flex_outer, flex_tensor, from_flex_autodiff, is_flex_autodiff, values,
+    AdTensor, flex_autodiff, flex_inner, flex_outer, flex_tensor, from_flex_autodiff,
+    is_flex_autodiff, values,
 };
 
 #[derive(Clone, Debug)]
@@ -48,13 +49,19 @@ impl Backward<Flex, 2> for RmsNorm {
             .map(|(((dx, x), dy), inverse)| {
                 vectorized(|| {
                     let mut d_gamma = vec![0.0f32; width];
-                    for (((dx, x), dy), &inv) in
-                        dx.chunks_mut(width).zip(x.chunks(width)).zip(dy.chunks(width)).zip(inverse)
+                    for (((dx, x), dy), &inv) in dx
+                        .chunks_mut(width)
+                        .zip(x.chunks(width))
+                        .zip(dy.chunks(width))
+                        .zip(inverse)
                     {
                         let dot = simd::sum_of_products3(x, dy, &gamma);
                         let k = inv * inv * inv * dot / width as f32;
-                        for (((dx, x), dy), (g, dg)) in
-                            dx.iter_mut().zip(x).zip(dy).zip(gamma.iter().zip(d_gamma.iter_mut()))
+                        for (((dx, x), dy), (g, dg)) in dx
+                            .iter_mut()
+                            .zip(x)
+                            .zip(dy)
+                            .zip(gamma.iter().zip(d_gamma.iter_mut()))
                         {
                             *dx = inv * (dy * g) - x * k;
                             *dg += dy * x * inv;
@@ -91,7 +98,11 @@ fn forward(xs: &[f32], g: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>) {
         .zip(inverse.par_chunks_mut(ROWS_PER_TASK))
         .for_each(|((y, x), inverse)| {
             vectorized(|| {
-                for ((y, x), inv) in y.chunks_mut(width).zip(x.chunks(width)).zip(inverse.iter_mut()) {
+                for ((y, x), inv) in y
+                    .chunks_mut(width)
+                    .zip(x.chunks(width))
+                    .zip(inverse.iter_mut())
+                {
                     let squares = simd::sum_of_squares(x);
                     *inv = 1.0 / (squares / width as f32 + epsilon).sqrt();
                     for ((y, x), g) in y.iter_mut().zip(x).zip(g.iter()) {
@@ -106,7 +117,11 @@ fn forward(xs: &[f32], g: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>) {
 fn rms_norm(x: &AdTensor, gamma: &AdTensor, epsilon: f64) -> AdTensor {
     let (y, inverse) = forward(&values(&x.primitive), &values(&gamma.primitive), epsilon);
     let y = flex_tensor(y, x.primitive.layout().shape().clone());
-    match RmsNorm.prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone()]).compute_bound().stateful() {
+    match RmsNorm
+        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             let saved = Saved {
                 x: x.primitive.clone(),

@@ -95,7 +95,9 @@ pub(crate) fn max(x: &[f32]) -> f32 {
     for (lane, v) in lanes.iter_mut().zip(chunks.remainder()) {
         *lane = if *v > *lane { *v } else { *lane };
     }
-    lanes.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    lanes
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 /// Runs `f` compiled for AVX2 when the CPU has it, else as it is.
@@ -124,7 +126,10 @@ mod tests {
         let x: Vec<f32> = (0..37).map(|i| ((i * 17) % 23) as f32 - 11.0).collect();
         assert_eq!(sum(&x), x.iter().sum::<f32>());
         assert_eq!(max(&x), 11.0);
-        assert_eq!(max(&x[..3]), x[..3].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)));
+        assert_eq!(
+            max(&x[..3]),
+            x[..3].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+        );
     }
 
     #[test]

@@ -6,14 +6,15 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::{DType, Tensor};
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use super::simd::{exp, vectorized};
 use super::{
-    AdTensor, flex_autodiff, flex_inner, flex_outer, flex_tensor, from_flex_autodiff, is_flex_autodiff, values,
+    AdTensor, flex_autodiff, flex_inner, flex_outer, flex_tensor, from_flex_autodiff,
+    is_flex_autodiff, values,
 };
 
 /// Values per rayon task.
@@ -45,11 +46,17 @@ impl Backward<Flex, 2> for SwiGlu {
         d_gate
             .par_chunks_mut(BLOCK)
             .zip(d_up.par_chunks_mut(BLOCK))
-            .zip(gate.par_chunks(BLOCK).zip(up.par_chunks(BLOCK)).zip(dh.par_chunks(BLOCK)))
+            .zip(
+                gate.par_chunks(BLOCK)
+                    .zip(up.par_chunks(BLOCK))
+                    .zip(dh.par_chunks(BLOCK)),
+            )
             .for_each(|((d_gate, d_up), ((gate, up), dh))| {
                 vectorized(|| {
-                    for ((d_gate, d_up), ((g, u), dh)) in
-                        d_gate.iter_mut().zip(d_up.iter_mut()).zip(gate.iter().zip(up).zip(dh))
+                    for ((d_gate, d_up), ((g, u), dh)) in d_gate
+                        .iter_mut()
+                        .zip(d_up.iter_mut())
+                        .zip(gate.iter().zip(up).zip(dh))
                     {
                         let s = sigmoid(*g);
                         *d_gate = dh * u * (s * (1.0 + g * (1.0 - s)));
@@ -85,7 +92,11 @@ fn forward(g: &[f32], u: &[f32]) -> Vec<f32> {
 fn swiglu(gate: &AdTensor, up: &AdTensor) -> AdTensor {
     let h = forward(&values(&gate.primitive), &values(&up.primitive));
     let h = flex_tensor(h, gate.primitive.layout().shape().clone());
-    match SwiGlu.prepare::<NoCheckpointing>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
+    match SwiGlu
+        .prepare::<NoCheckpointing>([gate.node.clone(), up.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             let saved = Saved {
                 gate: gate.primitive.clone(),

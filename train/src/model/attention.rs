@@ -7,9 +7,9 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
-use super::{INITIALIZER, normalize, project};
 use super::kv_cache::LayerCache;
 use super::rope::RopeTables;
+use super::{INITIALIZER, normalize, project};
 use crate::config::ModelConfig;
 use crate::kernels;
 
@@ -97,7 +97,11 @@ impl<B: Backend> Attention<B> {
                 kv_heads: self.num_kv_heads,
                 head_dim: self.head_dim,
             };
-            let (q, k, v) = (flat(q, self.num_heads), flat(k, self.num_kv_heads), flat(v, self.num_kv_heads));
+            let (q, k, v) = (
+                flat(q, self.num_heads),
+                flat(k, self.num_kv_heads),
+                flat(v, self.num_kv_heads),
+            );
             let values = v.clone().detach();
             match kernels::attention::attend(q, k, v, rope.tables(), mask.as_ref(), shape) {
                 Ok((out, keys)) => {
@@ -107,7 +111,11 @@ impl<B: Backend> Attention<B> {
                     cache.append(layout(keys), layout(values));
                     return out;
                 }
-                Err([q, k, v]) => (heads(q, self.num_heads), heads(k, self.num_kv_heads), heads(v, self.num_kv_heads)),
+                Err([q, k, v]) => (
+                    heads(q, self.num_heads),
+                    heads(k, self.num_kv_heads),
+                    heads(v, self.num_kv_heads),
+                ),
             }
         } else {
             (q, k, v)

@@ -44,9 +44,12 @@ impl<B: Backend> DecoderLayer<B> {
         mask: Option<Tensor<B, 4, Bool>>,
         cache: &mut LayerCache<B>,
     ) -> Tensor<B, 3> {
-        let attended =
-            self.self_attn
-                .forward(normalize(&self.input_layernorm, x.clone()), rope, mask, cache);
+        let attended = self.self_attn.forward(
+            normalize(&self.input_layernorm, x.clone()),
+            rope,
+            mask,
+            cache,
+        );
         let x = x + attended;
         let transformed = self
             .mlp

@@ -43,7 +43,10 @@ impl<B: Backend> Mlp<B> {
 
     /// What `down_proj` reads, `silu(gate_proj(x)) · up_proj(x)`: `[batch, seq, ffn]`.
     pub(super) fn intermediate(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let (gate, up) = (project(&self.gate_proj, x.clone()), project(&self.up_proj, x));
+        let (gate, up) = (
+            project(&self.gate_proj, x.clone()),
+            project(&self.up_proj, x),
+        );
         crate::kernels::swiglu::try_swiglu(gate, up).unwrap_or_else(|(gate, up)| silu(gate) * up)
     }
 }

@@ -47,5 +47,6 @@ pub(crate) fn normalize<B: burn::tensor::backend::Backend, const D: usize>(
     norm: &burn::nn::RmsNorm<B>,
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
-    crate::kernels::norm::try_rms_norm(x, norm.gamma.val(), norm.epsilon).unwrap_or_else(|x| norm.forward(x))
+    crate::kernels::norm::try_rms_norm(x, norm.gamma.val(), norm.epsilon)
+        .unwrap_or_else(|x| norm.forward(x))
 }

@@ -149,7 +149,9 @@ impl<B: Backend> Transformer<B> {
             let std = 1.0 / (hidden as f64).sqrt();
             Tensor::random([hidden, width], Distribution::Normal(0.0, std), &device)
         });
-        let mut projection = LinearConfig::new(hidden, width).with_bias(false).init(&device);
+        let mut projection = LinearConfig::new(hidden, width)
+            .with_bias(false)
+            .init(&device);
         projection.weight = burn::module::Param::from_tensor(weight);
         self.hidden_projection = Some(projection);
         self

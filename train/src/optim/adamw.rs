@@ -16,8 +16,8 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::params::NamedTensor;
-use crate::kernels::{self, adamw::AdamWStep};
 use crate::error::TrainError;
+use crate::kernels::{self, adamw::AdamWStep};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -189,11 +189,24 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
             bias2_sqrt: (1.0 - beta2.powi(t)).sqrt(),
             step_size: self.lr / (1.0 - beta1.powi(t)),
         };
-        let previous = self.optimizer.moments.remove(&name).map(|m| (m.exp_avg, m.exp_avg_sq));
+        let previous = self
+            .optimizer
+            .moments
+            .remove(&name)
+            .map(|m| (m.exp_avg, m.exp_avg_sq));
         let (updated, moments) = match kernels::adamw::adamw(weight, grad, previous, step) {
-            Ok([updated, exp_avg, exp_avg_sq]) => (updated, Moments { exp_avg, exp_avg_sq }),
+            Ok([updated, exp_avg, exp_avg_sq]) => (
+                updated,
+                Moments {
+                    exp_avg,
+                    exp_avg_sq,
+                },
+            ),
             Err((weight, grad, previous)) => {
-                let previous = previous.map(|(exp_avg, exp_avg_sq)| Moments { exp_avg, exp_avg_sq });
+                let previous = previous.map(|(exp_avg, exp_avg_sq)| Moments {
+                    exp_avg,
+                    exp_avg_sq,
+                });
                 stock_update(weight, grad, previous, step)
             }
         };
@@ -273,7 +286,11 @@ mod tests {
             exp_avg: random(3).mul_scalar(0.1),
             exp_avg_sq: random(4).powi_scalar(2).mul_scalar(0.01),
         };
-        for (t, decay, grad_scale, carried) in [(1, 0.0, 1.0, false), (7, 0.01, 0.37, true), (3, 0.1, 1.0, true)] {
+        for (t, decay, grad_scale, carried) in [
+            (1, 0.0, 1.0, false),
+            (7, 0.01, 0.37, true),
+            (3, 0.1, 1.0, true),
+        ] {
             let (beta1, beta2, lr) = (0.9f64, 0.999f64, 3e-4);
             let step = AdamWStep {
                 grad_scale,
@@ -291,13 +308,21 @@ mod tests {
             let fused = kernels::adamw::adamw(
                 weight.clone(),
                 grad.clone(),
-                previous.as_ref().map(|m| (m.exp_avg.clone(), m.exp_avg_sq.clone())),
+                previous
+                    .as_ref()
+                    .map(|m| (m.exp_avg.clone(), m.exp_avg_sq.clone())),
                 step,
             )
             .unwrap_or_else(|_| panic!("Flex has the kernel"));
             let (updated, stock) = stock_update(weight.clone(), grad.clone(), previous, step);
-            for (kernel, stock) in fused.into_iter().zip([updated, stock.exp_avg, stock.exp_avg_sq]) {
-                assert_eq!(kernel.into_data().to_vec::<f32>().unwrap(), stock.into_data().to_vec::<f32>().unwrap());
+            for (kernel, stock) in fused
+                .into_iter()
+                .zip([updated, stock.exp_avg, stock.exp_avg_sq])
+            {
+                assert_eq!(
+                    kernel.into_data().to_vec::<f32>().unwrap(),
+                    stock.into_data().to_vec::<f32>().unwrap()
+                );
             }
         }
     }

@@ -12,8 +12,8 @@ mod objective;
 mod round_trip;
 
 pub use model::{FakeQuantPlan, Ste, fake_quantized};
+pub use objective::FakeQuant;
 /// The block formats QAT trains against, each with the clip range its
 /// clipped estimator needs.
 pub use quantize::quant::CLIP_RANGE_TYPES as FAKE_QUANT_TYPES;
-pub use objective::FakeQuant;
 pub use round_trip::{RoundTrip, round_trip};

@@ -69,7 +69,9 @@ pub fn fake_quantized<B: Backend>(
                 };
                 (&mut linear.weight, true)
             }
-            Weight::OutputNorm => return Err(fail("is not a matrix; only 2-D weights are quantized")),
+            Weight::OutputNorm => {
+                return Err(fail("is not a matrix; only 2-D weights are quantized"));
+            }
         };
         *param = straight_through(param.clone(), transposed, ty, plan, &name)?;
     }
@@ -110,12 +112,29 @@ fn straight_through<B: Backend>(
 ) -> Result<Param<Tensor<B, 2>>, TrainError> {
     let weight = param.val();
     let device = weight.device();
-    let rows = if transposed { weight.clone().transpose() } else { weight.clone() };
+    let rows = if transposed {
+        weight.clone().transpose()
+    } else {
+        weight.clone()
+    };
     let [n_rows, row] = rows.dims();
-    let values = rows.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| {
-        TrainError::FakeQuant { tensor: name.to_owned(), ty, message: format!("cannot be read as f32: {e:?}") }
-    })?;
-    let rounded = round_trip(name, ty, &values, row, plan.ste == Ste::Clipped, plan.threads)?;
+    let values = rows
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| TrainError::FakeQuant {
+            tensor: name.to_owned(),
+            ty,
+            message: format!("cannot be read as f32: {e:?}"),
+        })?;
+    let rounded = round_trip(
+        name,
+        ty,
+        &values,
+        row,
+        plan.ste == Ste::Clipped,
+        plan.threads,
+    )?;
     let tensor = |values: Vec<f32>| {
         let t = Tensor::<B, 2>::from_data(TensorData::new(values, [n_rows, row]), &device);
         if transposed { t.transpose() } else { t }

@@ -23,10 +23,17 @@ pub fn round_trip(
     with_range: bool,
     threads: usize,
 ) -> Result<RoundTrip, TrainError> {
-    let fail = |message: String| TrainError::FakeQuant { tensor: tensor.to_owned(), ty, message };
+    let fail = |message: String| TrainError::FakeQuant {
+        tensor: tensor.to_owned(),
+        ty,
+        message,
+    };
     let row_bytes = quantize::quant::row_size(ty, row).map_err(|e| fail(e.to_string()))?;
     if row == 0 || !values.len().is_multiple_of(row) {
-        return Err(fail(format!("holds {} values, not whole rows of {row}", values.len())));
+        return Err(fail(format!(
+            "holds {} values, not whole rows of {row}",
+            values.len()
+        )));
     }
     let n_rows = values.len() / row;
     let rows_per_part = n_rows.div_ceil(threads.max(1)).max(1);
@@ -44,10 +51,12 @@ pub fn round_trip(
             .map(|((src, dst), mask)| {
                 scope.spawn(move || -> Result<(), String> {
                     let mut bytes = vec![0u8; src.len() / row * row_bytes];
-                    quantize::quantize_chunk(ty, src, row, None, &mut bytes).map_err(|e| e.to_string())?;
+                    quantize::quantize_chunk(ty, src, row, None, &mut bytes)
+                        .map_err(|e| e.to_string())?;
                     quantize::dequantize(ty, &bytes, dst).map_err(|e| e.to_string())?;
                     if let Some(mask) = mask {
-                        let flags = quantize::inside_range(ty, src, row, &bytes).map_err(|e| e.to_string())?;
+                        let flags = quantize::inside_range(ty, src, row, &bytes)
+                            .map_err(|e| e.to_string())?;
                         mask.copy_from_slice(&flags);
                     }
                     Ok(())
@@ -59,5 +68,8 @@ pub fn round_trip(
             .map(|p| p.join().expect("the quantization kernels do not panic"))
             .try_for_each(|r| r.map_err(fail))
     })?;
-    Ok(RoundTrip { values: out, inside })
+    Ok(RoundTrip {
+        values: out,
+        inside,
+    })
 }

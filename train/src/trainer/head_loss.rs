@@ -19,8 +19,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, ElementConversion, Tensor, TensorData};
 
 use super::objective::{LossSum, cross_entropy_sum};
-use crate::kernels::head::{self, ChunkLoss};
 use crate::error::TrainError;
+use crate::kernels::head::{self, ChunkLoss};
 use crate::model::Transformer;
 
 /// Logit values per chunk: 8 Mi floats (32 MiB), 170 positions at a 49k
@@ -86,7 +86,11 @@ fn stock_chunked_loss<B: AutodiffBackend>(
     let head = Head::of(model);
     let (h, w) = (hidden.clone().inner(), head.weight.clone().inner());
     // `[hidden, vocab]` for the products below, a view of a tied embedding.
-    let w_hv = if head.tied { w.clone().transpose() } else { w.clone() };
+    let w_hv = if head.tied {
+        w.clone().transpose()
+    } else {
+        w.clone()
+    };
     let bias = head.bias.clone().map(Tensor::inner);
     let mut value = 0.0f64;
     let mut components: BTreeMap<&'static str, f64> = BTreeMap::new();

@@ -44,7 +44,10 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub const SINGLE: Topology = Topology { devices: 1, nodes: None };
+    pub const SINGLE: Topology = Topology {
+        devices: 1,
+        nodes: None,
+    };
 
     /// Replicas in the whole run.
     pub fn peers(&self) -> usize {
@@ -63,7 +66,10 @@ impl Topology {
     /// The replica of this process's `local`-th device.
     pub fn replica(&self, local: usize) -> Replica {
         let rank = self.nodes.as_ref().map_or(0, |n| n.rank as usize);
-        Replica { peer: rank * self.devices + local, peers: self.peers() }
+        Replica {
+            peer: rank * self.devices + local,
+            peers: self.peers(),
+        }
     }
 
     fn config(&self) -> Result<CollectiveConfig, TrainError> {
@@ -84,7 +90,9 @@ impl Topology {
 }
 
 fn ws(address: &str) -> Address {
-    format!("ws://{address}").parse().expect("any string is an address")
+    format!("ws://{address}")
+        .parse()
+        .expect("any string is an address")
 }
 
 fn port_of(address: &str) -> Result<u16, TrainError> {
@@ -164,8 +172,12 @@ pub fn join<B: Backend>(
     {
         serve_orchestrator(&nodes.coordinator)?;
     }
-    register::<B>(PeerId::from(replica.peer), device.clone(), topology.config()?)
-        .map_err(|e| collective_error("joining the collective", e))?;
+    register::<B>(
+        PeerId::from(replica.peer),
+        device.clone(),
+        topology.config()?,
+    )
+    .map_err(|e| collective_error("joining the collective", e))?;
     Ok(replica)
 }
 

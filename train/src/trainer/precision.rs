@@ -19,7 +19,10 @@ pub(super) fn dtype(precision: Precision) -> DType {
 }
 
 /// Refuses a precision the backend cannot compute in, before any step.
-pub(super) fn check<B: Backend>(precision: Precision, device: &B::Device) -> Result<(), TrainError> {
+pub(super) fn check<B: Backend>(
+    precision: Precision,
+    device: &B::Device,
+) -> Result<(), TrainError> {
     let dtype = dtype(precision);
     if dtype != DType::F32 && !B::supports_dtype(device, dtype) {
         return Err(TrainError::Config(format!(
@@ -32,7 +35,10 @@ pub(super) fn check<B: Backend>(precision: Precision, device: &B::Device) -> Res
 /// A copy of `model` in `dtype` whose parameters are leaves of their own
 /// with the master's parameter ids, so that its gradients find the master's
 /// parameters.
-pub(super) fn working_copy<B: AutodiffBackend>(model: &Transformer<B>, dtype: DType) -> Transformer<B> {
+pub(super) fn working_copy<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    dtype: DType,
+) -> Transformer<B> {
     struct Cast(DType);
     impl<B: AutodiffBackend> ModuleMapper<B> for Cast {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
@@ -49,12 +55,16 @@ pub(super) fn working_copy<B: AutodiffBackend>(model: &Transformer<B>, dtype: DT
 }
 
 /// `grads` of `model`'s parameters, each cast to f32.
-pub(super) fn f32_gradients<B: AutodiffBackend>(model: &Transformer<B>, mut grads: GradientsParams) -> GradientsParams {
+pub(super) fn f32_gradients<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    mut grads: GradientsParams,
+) -> GradientsParams {
     struct ToF32<'a>(&'a mut GradientsParams);
     impl<B: AutodiffBackend> ModuleVisitor<B> for ToF32<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(grad) = self.0.remove::<B::InnerBackend, D>(param.id) {
-                self.0.register::<B::InnerBackend, D>(param.id, grad.cast(DType::F32));
+                self.0
+                    .register::<B::InnerBackend, D>(param.id, grad.cast(DType::F32));
             }
         }
     }

@@ -49,9 +49,21 @@ where
     B: AutodiffBackend,
     O: Objective<B>,
 {
-    let Replicas { topology, devices, objectives, prepare, config, data, run_dir } = replicas;
+    let Replicas {
+        topology,
+        devices,
+        objectives,
+        prepare,
+        config,
+        data,
+        run_dir,
+    } = replicas;
     assert_eq!(devices.len(), topology.devices, "one device per replica");
-    assert_eq!(objectives.len(), topology.devices, "one objective per replica");
+    assert_eq!(
+        objectives.len(),
+        topology.devices,
+        "one objective per replica"
+    );
     if leader.is_some() != topology.is_leader() {
         return Err(TrainError::Collective(
             "the process of rank 0, and only it, starts the run".to_owned(),
@@ -74,9 +86,16 @@ where
                 std::thread::Builder::new()
                     .name(format!("decant-replica-{}", at + 1))
                     .spawn_scoped(scope, move || {
-                        replica(topology, at + 1, &device, None, None, objective, &mut Quiet, |r, step| {
-                            Trainer::follow(config, data, run_dir, &device, r, step)
-                        })
+                        replica(
+                            topology,
+                            at + 1,
+                            &device,
+                            None,
+                            None,
+                            objective,
+                            &mut Quiet,
+                            |r, step| Trainer::follow(config, data, run_dir, &device, r, step),
+                        )
                         .map(|_| ())
                         .inspect_err(|_| release::<B>())
                     })
@@ -86,9 +105,16 @@ where
         let device = devices[0].clone();
         let (config, data) = (config.clone(), data.clone());
         let prepare = if topology.is_leader() { prepare } else { None };
-        let mine = replica(&topology, 0, &device, leader, prepare, first, observer, |r, step| {
-            Trainer::follow(config, data, run_dir, &device, r, step)
-        })
+        let mine = replica(
+            &topology,
+            0,
+            &device,
+            leader,
+            prepare,
+            first,
+            observer,
+            |r, step| Trainer::follow(config, data, run_dir, &device, r, step),
+        )
         .inspect_err(|_| release::<B>());
         let mut first_error = None;
         for other in others {

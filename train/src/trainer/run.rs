@@ -14,10 +14,10 @@ use datasets::order::SplitMix64;
 use datasets::{Batch, Documents, Loader, LoaderConfig};
 
 use super::config::{NonFinitePolicy, Precision, TrainConfig};
-use super::precision;
 use super::metrics::{MetricsLog, StepMetrics};
 use super::objective::Objective;
 use super::parallel::{self, Replica};
+use super::precision;
 use super::progress::StepObserver;
 use crate::checkpoint::{self, CheckpointDir, TrainerState};
 use crate::error::TrainError;
@@ -121,7 +121,10 @@ impl<B: AutodiffBackend> Trainer<B> {
                 message: "no checkpoint to resume from".into(),
             })?;
         let mut trainer = Self::load(config, data, checkpoints, &dir, device)?;
-        trainer.metrics = Some(MetricsLog::open(&run_dir.join("metrics.jsonl"), trainer.step)?);
+        trainer.metrics = Some(MetricsLog::open(
+            &run_dir.join("metrics.jsonl"),
+            trainer.step,
+        )?);
         Ok(trainer)
     }
 
@@ -207,7 +210,12 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Makes sure the weights this run starts from are in a checkpoint, for
     /// replicas in other threads or processes to start from as well; returns its step.
     pub fn checkpoint_for_replicas(&mut self) -> Result<u64, TrainError> {
-        if self.checkpoints.list()?.last().is_none_or(|(step, _)| *step != self.step) {
+        if self
+            .checkpoints
+            .list()?
+            .last()
+            .is_none_or(|(step, _)| *step != self.step)
+        {
             self.save_checkpoint()?;
         }
         Ok(self.step)
@@ -253,7 +261,8 @@ impl<B: AutodiffBackend> Trainer<B> {
                 last_checkpoint = Some(self.save_checkpoint()?);
             }
         }
-        if data_exhausted && last_checkpoint.is_none() && self.step > 0 && self.replica.is_leader() {
+        if data_exhausted && last_checkpoint.is_none() && self.step > 0 && self.replica.is_leader()
+        {
             last_checkpoint = Some(self.save_checkpoint()?);
         }
         Ok(TrainSummary {
@@ -285,7 +294,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         for batch in batches {
             let rows = self.replica.rows(batch.rows);
             if rows.is_empty() {
-                return Err(TrainError::BatchSplit { step, rows: batch.rows, peers: self.replica.peers });
+                return Err(TrainError::BatchSplit {
+                    step,
+                    rows: batch.rows,
+                    peers: self.replica.peers,
+                });
             }
             let local;
             let batch = if self.replica.is_parallel() {
@@ -294,8 +307,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             } else {
                 batch
             };
-            let working = (self.config.precision != Precision::F32)
-                .then(|| precision::working_copy(&self.model, precision::dtype(self.config.precision)));
+            let working = (self.config.precision != Precision::F32).then(|| {
+                precision::working_copy(&self.model, precision::dtype(self.config.precision))
+            });
             let model = working.as_ref().unwrap_or(&self.model);
             let loss = objective.loss(model, batch, &mut rng)?;
             let value: f64 = loss.total.clone().into_scalar().elem();
@@ -318,11 +332,13 @@ impl<B: AutodiffBackend> Trainer<B> {
             accumulator.accumulate(&self.model, grads);
         }
         let device = self.model.embed_tokens.weight.device();
-        let loss_sum = parallel::sum_values::<B::InnerBackend>(self.replica, &[loss_sum], &device)?[0];
+        let loss_sum =
+            parallel::sum_values::<B::InnerBackend>(self.replica, &[loss_sum], &device)?[0];
         if !loss_sum.is_finite() {
             return self.non_finite(step, "loss", loss_sum, lr, trained);
         }
-        let components = parallel::sum_values::<B::InnerBackend>(self.replica, &components, &device)?;
+        let components =
+            parallel::sum_values::<B::InnerBackend>(self.replica, &components, &device)?;
         let components: BTreeMap<String, f64> = names
             .iter()
             .enumerate()
@@ -398,6 +414,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             loader: self.loader.state(),
             seed: self.config.seed,
             config_fingerprint: self.config.fingerprint(),
+            precision: self.config.precision,
             loss: self.last_loss,
         };
         self.checkpoints
