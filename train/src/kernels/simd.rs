@@ -36,31 +36,27 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// The sum of `x` in eight lanes (a vector's worth), then across them.
 #[inline(always)]
 pub(crate) fn sum(x: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let mut chunks = x.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (lane, v) in lanes.iter_mut().zip(chunk) {
-            *lane += v;
-        }
-    }
-    for (lane, v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *lane += v;
-    }
-    lanes.iter().sum()
+    lane_sum(x, |v| v)
 }
 
 /// Σ x² in eight lanes.
 #[inline(always)]
 pub(crate) fn sum_of_squares(x: &[f32]) -> f32 {
+    lane_sum(x, |v| v * v)
+}
+
+/// Σ f(x) in eight lanes, so that the compiler keeps one vector of partial sums.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut chunks = x.chunks_exact(8);
     for chunk in &mut chunks {
-        for (lane, v) in lanes.iter_mut().zip(chunk) {
-            *lane += v * v;
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
         }
     }
-    for (lane, v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *lane += v * v;
+    for (lane, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += f(v);
     }
     lanes.iter().sum()
 }
