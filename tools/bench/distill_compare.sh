@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Distillation against label training on the synthetic field-extraction task
+# (issue 8's benchmark): the reference teacher pruned by depth to 10 of its 30
+# layers, then trained for the same STEPS three ways:
+#   kd-online   forward KL to the online teacher + cross-entropy (alpha 0.5)
+#   ce          cross-entropy on the gold answers alone
+#   kd-cached   as kd-online, from a cached top-64 teacher
+# Each student is scored on the first EXAMPLES held-out conversations:
+# perplexity and KL divergence from the teacher on the answer tokens (as
+# training renders them), same-top-token rate, and exact match / JSON-field
+# match of greedy answers. The last lines compare kd-online with ce, and the
+# cached teacher's KL with the online one's (relative).
+#
+#   bash tools/bench/distill_compare.sh   # STEPS=160 BATCH=4 EXAMPLES=100 TRAIN_EXAMPLES=1500
+#
+# All variants train on the first TRAIN_EXAMPLES conversations, so the cached
+# teacher covers only what the budget reads.
+#
+# Needs a built decant (DECANT, default target/release/decant) and the reference
+# teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
+# directory by default); a variant whose student exists there is not retrained.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root="$PWD"
+decant="${DECANT:-$root/target/release/decant}"
+teacher="${DECANT_REFERENCE_MODEL:-$(bash tools/fetch-reference-model.sh)}"
+steps="${STEPS:-160}"
+batch="${BATCH:-4}"
+examples="${EXAMPLES:-100}"
+train_examples="${TRAIN_EXAMPLES:-1500}"
+work="${WORK:-$(mktemp -d)}"
+mkdir -p "$work"
+echo "work directory: $work" >&2
+head -n "$examples" "$root/data/extract/eval.jsonl" > "$work/eval.jsonl"
+head -n "$train_examples" "$root/data/extract/train.jsonl" > "$work/train.jsonl"
+
+recipe() {
+  cat <<EOF
+[teacher]
+model = "$teacher"
+
+[student.init]
+kind = "depth"
+keep = 10
+calibration_samples = 64
+
+[data]
+train = "$work/train.jsonl"
+max_length = 256
+packing = true
+
+$1
+
+[train]
+lr = 3e-4
+schedule = "cosine"
+min_lr = 3e-5
+warmup_steps = $(( steps / 10 ))
+steps = $steps
+batch_size = $batch
+clip_norm = 1.0
+seed = 0
+checkpoint_every = $(( steps / 4 > 0 ? steps / 4 : 1 ))
+EOF
+}
+
+recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "online"' > "$work/kd-online.toml"
+recipe "" > "$work/ce.toml"
+recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64' > "$work/kd-cached.toml"
+
+for variant in kd-online ce kd-cached; do
+  if [ ! -f "$work/run-$variant/distill/stage.json" ]; then
+    started=$SECONDS
+    "$decant" distill "$work/$variant.toml" --out "$work/run-$variant" --resume --json > "$work/distill-$variant.json"
+    echo "$variant: trained in $((SECONDS - started)) s" >&2
+  fi
+done
+
+printf '%-10s %8s %9s %7s %7s %7s %7s %9s\n' model ppl kld top1 exact json fields train_s
+for variant in teacher kd-online ce kd-cached; do
+  if [ "$variant" = teacher ]; then
+    model="$teacher"; trained=0
+  else
+    model="$work/run-$variant/distill/student"
+    trained=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["elapsed_s"]))' \
+      "$work/run-$variant/distill/stage.json")
+  fi
+  "$decant" eval --model "$model" --teacher "$teacher" --data "$work/eval.jsonl" \
+    --metrics ppl,kld,top1 --json > "$work/eval-$variant.json"
+  "$decant" eval --model "$model" --data "$work/eval.jsonl" --metrics exact \
+    --max-new-tokens 96 --json > "$work/exact-$variant.json"
+  python3 - "$variant" "$work/eval-$variant.json" "$work/exact-$variant.json" "$trained" <<'EOF'
+import json, sys
+name, scores, exact, trained = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), sys.argv[4]
+e = exact["exact"]
+print(f"{name:<10} {scores['ppl']['value']:>8.4f} {scores['kld']['mean']:>9.5f} {scores['top1']['value']:>7.3f} "
+      f"{e['exact_match']:>7.3f} {e['json_valid']:>7.3f} {e['field_accuracy']:>7.3f} {trained:>9}")
+EOF
+done | tee "$work/table.txt"
+
+python3 - "$work/table.txt" <<'EOF'
+import sys
+rows = {l.split()[0]: [float(v) for v in l.split()[1:]] for l in open(sys.argv[1])}
+ppl, kld, exact = 0, 1, 3
+a, b, c = rows["kd-online"], rows["ce"], rows["kd-cached"]
+print(f"kd-online vs ce at equal steps: exact {a[exact]:.3f} vs {b[exact]:.3f}, "
+      f"KL {a[kld]:.4f} vs {b[kld]:.4f}, ppl {a[ppl]:.4f} vs {b[ppl]:.4f}")
+print(f"cached top-64 vs online: KL {c[kld]:.5f} vs {a[kld]:.5f} ({(c[kld] - a[kld]) / a[kld]:+.2%} relative)")
+EOF
