@@ -2,7 +2,8 @@
 # How much of the post-training quantization loss QAT wins back (issue 9's table).
 #
 # The quickstart student (10 layers depth-pruned from the reference teacher,
-# distilled on the synthetic extraction task) is distilled for DISTILL_STEPS,
+# distilled on the first TRAIN_EXAMPLES conversations of the synthetic
+# extraction task, tools/bench/extract_recipe.sh) is distilled for DISTILL_STEPS,
 # then QAT-trained for a tenth of that at Q4_0 and at Q4_K_M. Each of F32,
 # post-training Q4_0 / Q4_K_M (the distilled student exported as is) and QAT
 # Q4_0 / Q4_K_M (the QAT student exported at its type) is evaluated on the
@@ -19,6 +20,9 @@
 #
 #   bash tools/bench/qat_recovery.sh     # DISTILL_STEPS=100 BATCH=4 EXAMPLES=60 EXACT=0 by default
 #   REFERENCE=student QAT_LR=3e-5 bash tools/bench/qat_recovery.sh   # QAT's [qat] reference and lr
+#   DISTILLED=/tmp/x/run-kd-online DISTILL_STEPS=160 bash tools/bench/qat_recovery.sh
+#       # start from distill_compare.sh's kd-online student (its STEPS and
+#       # TRAIN_EXAMPLES) instead of distilling again
 #
 # Needs a built decant (cargo build --release, or DECANT=path) and the reference
 # teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
@@ -32,6 +36,7 @@ steps="${DISTILL_STEPS:-100}"
 batch="${BATCH:-4}"
 qat_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
 examples="${EXAMPLES:-60}"
+train_examples="${TRAIN_EXAMPLES:-1500}"
 exact="${EXACT:-0}"
 reference="${REFERENCE:-teacher}"
 qat_lr="${QAT_LR:-3e-5}"
@@ -39,55 +44,35 @@ work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 echo "work directory: $work" >&2
 head -n "$examples" "$root/data/extract/eval.jsonl" > "$work/eval.jsonl"
+head -n "$train_examples" "$root/data/extract/train.jsonl" > "$work/train.jsonl"
 
-
+source tools/bench/extract_recipe.sh
 recipe() {
-  cat <<EOF
-[teacher]
-model = "$teacher"
-
-[student.init]
-kind = "depth"
-keep = 10
-calibration_samples = 64
-
-[data]
-train = "$root/data/extract/train.jsonl"
-max_length = 256
-packing = true
-
-[distill]
-loss = { kind = "forward_kl" }
+  extract_recipe "$teacher" "$work/train.jsonl" "$steps" "$batch" "[distill]
+loss = { kind = \"forward_kl\" }
 alpha = 0.5
 
-[train]
-lr = 3e-4
-schedule = "cosine"
-min_lr = 3e-5
-warmup_steps = $(( steps / 10 ))
-steps = $steps
-batch_size = $batch
-clip_norm = 1.0
-seed = 0
-checkpoint_every = $steps
-
 [qat]
-type = "$1"
+type = \"$1\"
 steps = $qat_steps
 lr = $qat_lr
-reference = "$reference"
+reference = \"$reference\"
 
 [export]
-types = ["$1"]
-name = "qat-recovery"
-EOF
+types = [\"$1\"]
+name = \"qat-recovery\""
 }
 
 run="$work/run-q4_0"
 recipe q4_0 > "$work/q4_0.toml"
 recipe q4_k_m > "$work/q4_k_m.toml"
 recipe q8_0 > "$work/q8_0.toml"
-"$decant" distill "$work/q4_0.toml" --out "$run" --json > "$work/distill.json"
+if [ -n "${DISTILLED:-}" ]; then
+  mkdir -p "$run"
+  cp -r "$DISTILLED/distill" "$run/"
+else
+  "$decant" distill "$work/q4_0.toml" --out "$run" --json > "$work/distill.json"
+fi
 mkdir -p "$work/run-q4_k_m"
 cp -r "$run/distill" "$work/run-q4_k_m/"
 student="$run/distill/student"
