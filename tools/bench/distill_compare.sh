@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Distillation against label training on the synthetic field-extraction task
 # (issue 8's benchmark): the reference teacher pruned by depth to 10 of its 30
-# layers, then trained for the same STEPS three ways:
+# layers (tools/bench/extract_recipe.sh), then trained for the same STEPS three
+# ways:
 #   kd-online   forward KL to the online teacher + cross-entropy (alpha 0.5)
 #   ce          cross-entropy on the gold answers alone
 #   kd-cached   as kd-online, from a cached top-64 teacher
@@ -34,34 +35,9 @@ echo "work directory: $work" >&2
 head -n "$examples" "$root/data/extract/eval.jsonl" > "$work/eval.jsonl"
 head -n "$train_examples" "$root/data/extract/train.jsonl" > "$work/train.jsonl"
 
+source tools/bench/extract_recipe.sh
 recipe() {
-  cat <<EOF
-[teacher]
-model = "$teacher"
-
-[student.init]
-kind = "depth"
-keep = 10
-calibration_samples = 64
-
-[data]
-train = "$work/train.jsonl"
-max_length = 256
-packing = true
-
-$1
-
-[train]
-lr = 3e-4
-schedule = "cosine"
-min_lr = 3e-5
-warmup_steps = $(( steps / 10 ))
-steps = $steps
-batch_size = $batch
-clip_norm = 1.0
-seed = 0
-checkpoint_every = $(( steps / 4 > 0 ? steps / 4 : 1 ))
-EOF
+  extract_recipe "$teacher" "$work/train.jsonl" "$steps" "$batch" "$1"
 }
 
 recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "online"' > "$work/kd-online.toml"
