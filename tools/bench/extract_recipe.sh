@@ -8,6 +8,21 @@
 #
 # SECTIONS ([distill], [qat], [export], …) go between [data] and [train];
 # without a [distill] section the stage trains on cross-entropy alone.
+#
+#   extract_work EXAMPLES TRAIN_EXAMPLES
+#
+# sets `work` to WORK (a temporary directory when unset) and writes there the
+# first EXAMPLES held-out conversations (eval.jsonl) and the first
+# TRAIN_EXAMPLES training ones (train.jsonl). Both run from the repository root.
+
+extract_work() {
+  work="${WORK:-$(mktemp -d)}"
+  mkdir -p "$work"
+  echo "work directory: $work" >&2
+  head -n "$1" data/extract/eval.jsonl > "$work/eval.jsonl"
+  head -n "$2" data/extract/train.jsonl > "$work/train.jsonl"
+}
+
 extract_recipe() {
   local teacher="$1" train="$2" steps="$3" batch="$4" sections="${5:-}"
   cat <<EOF

@@ -40,13 +40,8 @@ train_examples="${TRAIN_EXAMPLES:-1500}"
 exact="${EXACT:-0}"
 reference="${REFERENCE:-teacher}"
 qat_lr="${QAT_LR:-3e-5}"
-work="${WORK:-$(mktemp -d)}"
-mkdir -p "$work"
-echo "work directory: $work" >&2
-head -n "$examples" "$root/data/extract/eval.jsonl" > "$work/eval.jsonl"
-head -n "$train_examples" "$root/data/extract/train.jsonl" > "$work/train.jsonl"
-
 source tools/bench/extract_recipe.sh
+extract_work "$examples" "$train_examples"
 recipe() {
   extract_recipe "$teacher" "$work/train.jsonl" "$steps" "$batch" "[distill]
 loss = { kind = \"forward_kl\" }
