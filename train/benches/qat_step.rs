@@ -11,55 +11,37 @@
 //! The machine is shared, so the variants take turns, a few steps each per
 //! round, and each variant's best median counts.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use datasets::{Documents, LoaderConfig, Order, Shard};
 use quantize::GgmlType;
 use serde_json::json;
 use train::import::{LayerWeight, Weight};
-use train::optim::{AdamWConfig, ScheduleKind};
+use train::optim::ScheduleKind;
 use train::qat::{FakeQuant, FakeQuantPlan, Ste};
-use train::trainer::{
-    CrossEntropy, NonFinitePolicy, Objective, Quiet, TrainConfig, TrainData, Trainer,
-};
-use train::{Architecture, CpuBackend, ModelConfig, RopeConfig, RopeScaling};
+use train::trainer::{CrossEntropy, Objective, Quiet, TrainConfig, TrainData, Trainer};
+use train::{CpuBackend, ModelConfig};
+
+mod common;
+
+use common::SEQ;
 
 type B = Autodiff<CpuBackend>;
 
 const BATCH: usize = 4;
-const SEQ: usize = 256;
 const STEPS: u64 = 4;
 const ROUNDS: usize = 3;
 const LAYERS: usize = 4;
 
 fn model_config() -> ModelConfig {
     ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 49152,
-        hidden_size: 512,
-        intermediate_size: 1536,
         num_layers: LAYERS,
-        num_heads: 8,
-        num_kv_heads: 4,
-        head_dim: 64,
-        rms_norm_eps: 1e-5,
-        rope: RopeConfig {
-            theta: 10_000.0,
-            scaling: RopeScaling::None,
-        },
-        max_position_embeddings: SEQ,
-        tie_word_embeddings: true,
-        qkv_bias: false,
-        o_bias: false,
-        mlp_bias: false,
-        sliding_window: None,
+        ..common::model_config()
     }
 }
 
-fn plan(ty: GgmlType) -> FakeQuantPlan {
+fn plan(ty: GgmlType, threads: usize) -> FakeQuantPlan {
     use LayerWeight::*;
     let mut tensors = vec![(Weight::TokenEmbedding, ty)];
     for layer in 0..LAYERS {
@@ -70,44 +52,14 @@ fn plan(ty: GgmlType) -> FakeQuantPlan {
     FakeQuantPlan {
         tensors,
         ste: Ste::Identity,
-        threads: threads(),
+        threads,
     }
 }
 
 fn data() -> TrainData {
-    let mut state = 1u64;
-    let docs: Vec<(Vec<u32>, Vec<bool>)> = (0..64)
-        .map(|_| {
-            let tokens = (0..SEQ)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    (state >> 33) as u32 % 49152
-                })
-                .collect();
-            (tokens, vec![true; SEQ])
-        })
-        .collect();
-    let documents = Documents::from_tokens(
-        docs.iter().map(|(t, m)| (t.as_slice(), m.as_slice())),
-        "bench",
-    )
-    .expect("valid documents");
     TrainData {
-        documents: Arc::new(documents),
-        loader: LoaderConfig {
-            batch_size: BATCH,
-            seq_len: SEQ,
-            packing: true,
-            order: Order {
-                shuffle: true,
-                seed: 0,
-                shard: Shard::SINGLE,
-            },
-            pad_token: 0,
-            epochs: None,
-        },
+        documents: common::documents(64, common::model_config().vocab_size),
+        loader: common::loader(BATCH),
     }
 }
 
@@ -119,17 +71,10 @@ fn median_step(objective: &mut impl Objective<B>) -> Duration {
         .expect("a valid configuration");
     let config = TrainConfig {
         steps: STEPS,
-        grad_accum: 1,
-        lr: 1e-4,
         schedule: ScheduleKind::Constant,
-        warmup_steps: 0,
-        optimizer: AdamWConfig::default(),
-        clip_norm: Some(1.0),
-        seed: 0,
         checkpoint_every: 1_000_000,
         keep_checkpoints: 1,
-        freeze: Vec::new(),
-        on_non_finite: NonFinitePolicy::Stop,
+        ..TrainConfig::default()
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut trainer = Trainer::start(config, model, data(), dir.path()).expect("a fresh run");
@@ -149,26 +94,18 @@ fn median_step(objective: &mut impl Objective<B>) -> Duration {
     Duration::from_secs_f64(seconds[seconds.len() / 2])
 }
 
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(2)
-}
-
 fn main() {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads())
-        .build_global()
-        .expect("the global thread pool is not built yet");
+    let threads = common::threads();
     let types = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K];
     let mut plain = Duration::MAX;
     let mut fake = vec![Duration::MAX; types.len()];
     for round in 0..ROUNDS {
         plain = plain.min(median_step(&mut CrossEntropy));
         for (best, &ty) in fake.iter_mut().zip(&types) {
-            *best = (*best).min(median_step(&mut FakeQuant::new(CrossEntropy, plan(ty))));
+            *best = (*best).min(median_step(&mut FakeQuant::new(
+                CrossEntropy,
+                plan(ty, threads),
+            )));
         }
         eprintln!("round {} of {ROUNDS} done", round + 1);
     }
@@ -188,6 +125,6 @@ fn main() {
     println!("plain  {:>8.3} s/step", plain.as_secs_f64());
     println!(
         "{}",
-        json!({ "threads": threads(), "batch": [BATCH, SEQ], "plain_step_s": plain.as_secs_f64(), "fake_quant": rows })
+        json!({ "threads": threads, "batch": [BATCH, SEQ], "plain_step_s": plain.as_secs_f64(), "fake_quant": rows })
     );
 }
