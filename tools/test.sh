@@ -15,6 +15,9 @@ DECANT_MLFLOW="$(bash tools/setup-mlflow.sh)"
 export DECANT_MLFLOW
 DECANT_OCI_REGISTRY="$(bash tools/setup-oci-registry.sh)"
 export DECANT_OCI_REGISTRY
-# Doc tests first: nextest's summary is then the run's closing line.
+# The benches are not test targets; building them keeps the figures in the
+# notes reproducible. Doc tests next: nextest's summary is then the run's
+# closing line.
+cargo build --workspace --benches
 cargo test --workspace --doc
 cargo nextest run --workspace --no-fail-fast "$@"
