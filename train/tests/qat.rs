@@ -3,10 +3,12 @@
 //! at the rounded weights to the full-precision master weights.
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::{AutodiffModule, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
+use burn::tensor::TensorData;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use datasets::order::SplitMix64;
 use datasets::{Documents, Loader, LoaderConfig, Order, Shard};
 use quantize::GgmlType;
@@ -18,6 +20,9 @@ use train::trainer::{CrossEntropy, Objective};
 use train::{CpuBackend, Transformer};
 
 type B = Autodiff<CpuBackend>;
+/// Burn's stock ops: another checkpointing strategy makes another autodiff
+/// backend type, for which decant's Flex kernels are not dispatched.
+type Stock = Autodiff<CpuBackend, BalancedCheckpointing>;
 
 const TYPES: [GgmlType; 8] = train::qat::FAKE_QUANT_TYPES;
 
@@ -244,6 +249,55 @@ fn clipped_estimator_zeroes_exactly_the_clipped_weights() {
         }
         if ty == GgmlType::Q4_0 {
             assert!(n_clipped > 0, "{ty}: the test weights clip nowhere");
+        }
+    }
+}
+
+/// The fake-quantized values of four matrices (embedding, head, a projection
+/// of attention and of the MLP), and the gradients with respect to their
+/// master weights of a weighted sum of those values.
+fn weighted_sum_through<Bk: AutodiffBackend>(ty: GgmlType, ste: Ste) -> [Vec<Vec<f32>>; 2] {
+    let master = model::<Bk>(256);
+    let rounded = fake_quantized(&master, &plan(ty, ste)).unwrap();
+    let pick = |m: &Transformer<Bk>| {
+        let layer = &m.layers[0];
+        [
+            m.embed_tokens.weight.val(),
+            m.lm_head.as_ref().unwrap().weight.val(),
+            layer.self_attn.q_proj.weight.val(),
+            layer.mlp.down_proj.weight.val(),
+        ]
+    };
+    let values = |t: Tensor<Bk::InnerBackend, 2>| t.into_data().convert::<f32>().to_vec().unwrap();
+    let mut loss = Tensor::<Bk, 1>::zeros([1], &Default::default());
+    for (i, q) in pick(&rounded).into_iter().enumerate() {
+        let n = q.shape().num_elements();
+        let coefficients: Vec<f32> = (0..n).map(|k| ((k * 7919 + i) % 13) as f32 - 6.0).collect();
+        let coefficients = Tensor::from_data(TensorData::new(coefficients, q.shape()), &q.device());
+        loss = loss + (q * coefficients).sum();
+    }
+    let grads = loss.backward();
+    [
+        pick(&rounded).map(|q| values(q.inner())).to_vec(),
+        pick(&master)
+            .map(|w| values(w.grad(&grads).expect("a gradient")))
+            .to_vec(),
+    ]
+}
+
+#[test]
+fn straight_through_kernel_matches_the_stock_ops() {
+    for ste in [Ste::Identity, Ste::Clipped] {
+        let [kernel_values, kernel_grads] = weighted_sum_through::<B>(GgmlType::Q4_0, ste);
+        let [stock_values, stock_grads] = weighted_sum_through::<Stock>(GgmlType::Q4_0, ste);
+        assert!(
+            kernel_values == stock_values,
+            "{ste:?}: forward values differ"
+        );
+        assert!(kernel_grads == stock_grads, "{ste:?}: gradients differ");
+        if ste == Ste::Clipped {
+            let zeros = kernel_grads.iter().flatten().filter(|g| **g == 0.0).count();
+            assert!(zeros > 0, "the clip mask zeroed no gradient");
         }
     }
 }

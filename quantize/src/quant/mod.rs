@@ -23,6 +23,7 @@ mod q2_k;
 mod q3_k;
 mod q4_k_q5_k;
 mod q6_k;
+mod qkx_lanes;
 mod round;
 mod scale_fit;
 

@@ -7,8 +7,9 @@
 
 use super::float::round_trip_fp16;
 use super::per_block;
+use super::qkx_lanes::{groups, make_qkx_quants_each};
 use super::round::nearest_int;
-use super::scale_fit::{ScaleSearch, make_qkx_quants, make_qp_quants};
+use super::scale_fit::{ScaleSearch, make_qp_quants};
 use crate::blocks::{BlockQ2K, QK_K};
 
 const SUB: usize = 16;
@@ -58,18 +59,13 @@ fn reference(x: &[f32; QK_K]) -> BlockQ2K {
         nstep: 15,
         use_mad: true,
     };
-    let mut levels = [0_u8; QK_K];
-    let mut sub_scales = [0.0_f32; N_SUB];
-    let mut mins = [0.0_f32; N_SUB];
+    let subs = groups::<SUB, N_SUB>(x);
+    let weights = subs.map(|x| x.map(f32::abs));
+    let mut sub_levels = [[0_u8; SUB]; N_SUB];
+    let fits = make_qkx_quants_each(3, &subs, &weights, &mut sub_levels, &SEARCH);
+    let (sub_scales, mins) = (fits.map(|f| f.0), fits.map(|f| f.1));
     let (mut max_scale, mut max_min) = (0.0_f32, 0.0_f32);
-    let runs = x
-        .as_chunks::<SUB>()
-        .0
-        .iter()
-        .zip(levels.as_chunks_mut::<SUB>().0);
-    for (j, (x, levels)) in runs.enumerate() {
-        let weights = x.map(f32::abs);
-        (sub_scales[j], mins[j]) = make_qkx_quants(3, x, &weights, levels, &SEARCH);
+    for j in 0..N_SUB {
         if sub_scales[j] > max_scale {
             max_scale = sub_scales[j];
         }
@@ -77,6 +73,7 @@ fn reference(x: &[f32; QK_K]) -> BlockQ2K {
             max_min = mins[j];
         }
     }
+    let mut levels = flat(&sub_levels);
 
     let mut scales = [0_u8; N_SUB];
     let (mut d, mut dmin) = (round_trip_fp16(0.0), round_trip_fp16(0.0));
@@ -116,18 +113,21 @@ fn weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
     }
     let sigma2 = sumx2 / QK_K as f32;
 
-    let mut levels = [0_u8; QK_K];
-    let mut sub_scales = [0.0_f32; N_SUB];
-    let mut mins = [0.0_f32; N_SUB];
+    let subs = groups::<SUB, N_SUB>(x);
+    let importance = groups::<SUB, N_SUB>(qw);
+    let weights: [[f32; SUB]; N_SUB] = std::array::from_fn(|j| {
+        std::array::from_fn(|l| importance[j][l] * (sigma2 + subs[j][l] * subs[j][l]).sqrt())
+    });
     let mut sw = [0.0_f32; N_SUB];
-    let runs = x.as_chunks::<SUB>().0.iter().zip(qw.as_chunks::<SUB>().0);
-    for (j, ((x, qw), levels)) in runs.zip(levels.as_chunks_mut::<SUB>().0).enumerate() {
-        let weights: [f32; SUB] = std::array::from_fn(|l| qw[l] * (sigma2 + x[l] * x[l]).sqrt());
-        for &w in &weights {
-            sw[j] += w;
+    for (sw, weights) in sw.iter_mut().zip(&weights) {
+        for &w in weights {
+            *sw += w;
         }
-        (sub_scales[j], mins[j]) = make_qkx_quants(3, x, &weights, levels, &SEARCH);
     }
+    let mut sub_levels = [[0_u8; SUB]; N_SUB];
+    let fits = make_qkx_quants_each(3, &subs, &weights, &mut sub_levels, &SEARCH);
+    let (sub_scales, mins) = (fits.map(|f| f.0), fits.map(|f| f.1));
+    let mut levels = flat(&sub_levels);
 
     let mut ls = [0_u8; N_SUB];
     let mut lm = [0_u8; N_SUB];
@@ -145,4 +145,8 @@ fn weighted(x: &[f32; QK_K], qw: &[f32; QK_K]) -> BlockQ2K {
 
 pub(super) fn quantize_q2_k(x: &[f32], imatrix: Option<&[f32]>, y: &mut [u8]) {
     per_block::<BlockQ2K, QK_K>(x, imatrix, y, reference, weighted);
+}
+
+fn flat(levels: &[[u8; SUB]; N_SUB]) -> [u8; QK_K] {
+    levels.as_flattened().try_into().expect("QK_K levels")
 }

@@ -8,8 +8,9 @@
 
 use super::float::round_trip_fp16;
 use super::per_block;
+use super::qkx_lanes::{groups, make_qkx_quants_each};
 use super::round::nearest_int;
-use super::scale_fit::{ScaleSearch, make_qkx_quants, make_qp_quants};
+use super::scale_fit::{ScaleSearch, make_qp_quants};
 use crate::blocks::{BlockQ4K, BlockQ5K, K_SCALE_SIZE, QK_K};
 
 const SUB: usize = 32;
@@ -69,8 +70,9 @@ fn finish(
     scales: [u8; K_SCALE_SIZE],
     d: f32,
     dmin: f32,
-    mut levels: [u8; QK_K],
+    levels: &[[u8; SUB]; N_SUB],
 ) -> Quantized {
+    let mut levels: [u8; QK_K] = levels.as_flattened().try_into().expect("QK_K levels");
     let (d_bits, d) = round_trip_fp16(d);
     let (dmin_bits, dmin) = round_trip_fp16(dmin);
     let runs = x
@@ -100,23 +102,20 @@ fn finish(
 /// The reference path: weights `rms + |x|` per sub-block, and the sub-block
 /// scales and mins scaled linearly to their maxima.
 fn reference(x: &[f32; QK_K], nmax: i32, search: &ScaleSearch) -> Quantized {
-    let mut levels = [0_u8; QK_K];
-    let mut sub_scales = [0.0_f32; N_SUB];
-    let mut mins = [0.0_f32; N_SUB];
-    let (mut max_scale, mut max_min) = (0.0_f32, 0.0_f32);
-    let runs = x
-        .as_chunks::<SUB>()
-        .0
-        .iter()
-        .zip(levels.as_chunks_mut::<SUB>().0);
-    for (j, (x, levels)) in runs.enumerate() {
+    let subs = groups::<SUB, N_SUB>(x);
+    let weights = subs.map(|x| {
         let mut sum_x2 = 0.0_f32;
-        for &v in x {
+        for &v in &x {
             sum_x2 += v * v;
         }
         let av_x = (sum_x2 / 32.0).sqrt();
-        let weights = x.map(|v| av_x + v.abs());
-        (sub_scales[j], mins[j]) = make_qkx_quants(nmax, x, &weights, levels, search);
+        x.map(|v| av_x + v.abs())
+    });
+    let mut levels = [[0_u8; SUB]; N_SUB];
+    let fits = make_qkx_quants_each(nmax, &subs, &weights, &mut levels, search);
+    let (sub_scales, mins) = (fits.map(|f| f.0), fits.map(|f| f.1));
+    let (mut max_scale, mut max_min) = (0.0_f32, 0.0_f32);
+    for j in 0..N_SUB {
         if sub_scales[j] > max_scale {
             max_scale = sub_scales[j];
         }
@@ -134,7 +133,7 @@ fn reference(x: &[f32; QK_K], nmax: i32, search: &ScaleSearch) -> Quantized {
     let ls = sub_scales.map(|s| (nearest_int(inv_scale * s) as u8).min(63));
     let lm = mins.map(|m| (nearest_int(inv_min * m) as u8).min(63));
     let scales = pack_scales_mins(&ls, &lm);
-    finish(x, nmax, scales, max_scale / 63.0, max_min / 63.0, levels)
+    finish(x, nmax, scales, max_scale / 63.0, max_min / 63.0, &levels)
 }
 
 /// The weighted path: weights `importance · sqrt(σ² + x²)`, and the sub-block
@@ -147,18 +146,20 @@ fn weighted(x: &[f32; QK_K], qw: &[f32; QK_K], nmax: i32, clamp_scales: bool) ->
     }
     let sigma2 = 2.0 * sum_x2 / QK_K as f32;
 
-    let mut levels = [0_u8; QK_K];
-    let mut sub_scales = [0.0_f32; N_SUB];
-    let mut mins = [0.0_f32; N_SUB];
+    let subs = groups::<SUB, N_SUB>(x);
+    let importance = groups::<SUB, N_SUB>(qw);
+    let weights: [[f32; SUB]; N_SUB] = std::array::from_fn(|j| {
+        std::array::from_fn(|l| importance[j][l] * (sigma2 + subs[j][l] * subs[j][l]).sqrt())
+    });
     let mut sw = [0.0_f32; N_SUB];
-    let runs = x.as_chunks::<SUB>().0.iter().zip(qw.as_chunks::<SUB>().0);
-    for (j, ((x, qw), levels)) in runs.zip(levels.as_chunks_mut::<SUB>().0).enumerate() {
-        let weights: [f32; SUB] = std::array::from_fn(|l| qw[l] * (sigma2 + x[l] * x[l]).sqrt());
-        for &w in &weights {
-            sw[j] += w;
+    for (sw, weights) in sw.iter_mut().zip(&weights) {
+        for &w in weights {
+            *sw += w;
         }
-        (sub_scales[j], mins[j]) = make_qkx_quants(nmax, x, &weights, levels, &WEIGHTED_SEARCH);
     }
+    let mut levels = [[0_u8; SUB]; N_SUB];
+    let fits = make_qkx_quants_each(nmax, &subs, &weights, &mut levels, &WEIGHTED_SEARCH);
+    let (sub_scales, mins) = (fits.map(|f| f.0), fits.map(|f| f.1));
 
     let (mut ls, mut lm) = ([0_u8; N_SUB], [0_u8; N_SUB]);
     let d = make_qp_quants(63, &sub_scales, &mut ls, &sw);
@@ -167,7 +168,7 @@ fn weighted(x: &[f32; QK_K], qw: &[f32; QK_K], nmax: i32, clamp_scales: bool) ->
         ls = ls.map(|l| l.min(63));
         lm = lm.map(|l| l.min(63));
     }
-    finish(x, nmax, pack_scales_mins(&ls, &lm), d, dmin, levels)
+    finish(x, nmax, pack_scales_mins(&ls, &lm), d, dmin, &levels)
 }
 
 fn q4_k(q: Quantized) -> BlockQ4K {

@@ -244,9 +244,9 @@ impl<S: WeightSource, B: Backend> Builder<'_, S, B> {
 /// `[rows, cols]` → `[cols, rows]`, row-major, in tiles that stay in cache.
 /// Burn's linear weights are `[in, out]`, checkpoints' `[out, in]`: import and
 /// export both turn one into the other.
-pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub fn transpose<T: Copy + Default>(data: &[T], rows: usize, cols: usize) -> Vec<T> {
     const TILE: usize = 32;
-    let mut out = vec![0.0; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for r0 in (0..rows).step_by(TILE) {
         for c0 in (0..cols).step_by(TILE) {
             for r in r0..(r0 + TILE).min(rows) {

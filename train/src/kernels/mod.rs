@@ -2,9 +2,10 @@
 //! (`benches/step_phases.rs`): the output head's chunked loss with its
 //! gradients computed in place and handed to the autodiff graph, causal
 //! attention with rotary positions and grouped heads, RMSNorm, SwiGLU's gate,
-//! and AdamW's update in one pass. They run when the backend is Flex under
-//! autodiff, the default CPU training backend (attention, RMSNorm and SwiGLU
-//! also on plain Flex, forward only, for teachers, evaluation and prefill);
+//! AdamW's update in one pass, and QAT's straight-through estimator. They run
+//! when the backend is Flex under autodiff, the default CPU training backend
+//! (attention, RMSNorm and SwiGLU also on plain Flex, forward only, for
+//! teachers, evaluation and prefill);
 //! on every other backend the callers keep their stock-op path, which the
 //! tests compare the kernels with.
 //!
@@ -22,6 +23,7 @@ pub(crate) mod head;
 mod inject;
 pub(crate) mod norm;
 mod simd;
+pub(crate) mod straight_through;
 pub(crate) mod swiglu;
 
 use std::any::Any;

@@ -9,7 +9,8 @@ use quantize::GgmlType;
 
 use super::round_trip::round_trip;
 use crate::error::TrainError;
-use crate::import::{LayerWeight, Weight};
+use crate::import::{LayerWeight, Weight, transpose};
+use crate::kernels::straight_through::try_straight_through;
 use crate::model::Transformer;
 
 /// The straight-through estimator's backward pass.
@@ -36,7 +37,9 @@ pub struct FakeQuantPlan {
 /// The forward value is exactly the round trip, `(w − detach(w)) + q`, whose
 /// first term is an exact zero; its gradient with respect to `w` is one (or the
 /// clip mask), so an optimizer step on the original model updates the
-/// full-precision master weights.
+/// full-precision master weights. On Flex under autodiff one op
+/// (`kernels::straight_through`) gives the same value and gradient without
+/// the two weight-sized intermediate tensors.
 pub fn fake_quantized<B: Backend>(
     model: &Transformer<B>,
     plan: &FakeQuantPlan,
@@ -111,14 +114,9 @@ fn straight_through<B: Backend>(
     name: &str,
 ) -> Result<Param<Tensor<B, 2>>, TrainError> {
     let weight = param.val();
-    let device = weight.device();
-    let rows = if transposed {
-        weight.clone().transpose()
-    } else {
-        weight.clone()
-    };
-    let [n_rows, row] = rows.dims();
-    let values = rows
+    let [d0, d1] = weight.dims();
+    let values = weight
+        .clone()
         .into_data()
         .convert::<f32>()
         .to_vec::<f32>()
@@ -127,23 +125,35 @@ fn straight_through<B: Backend>(
             ty,
             message: format!("cannot be read as f32: {e:?}"),
         })?;
-    let rounded = round_trip(
-        name,
-        ty,
-        &values,
-        row,
-        plan.ste == Ste::Clipped,
-        plan.threads,
-    )?;
-    let tensor = |values: Vec<f32>| {
-        let t = Tensor::<B, 2>::from_data(TensorData::new(values, [n_rows, row]), &device);
-        if transposed { t.transpose() } else { t }
+    // GGUF rows and the weight's own layout, both row-major.
+    let (rows, row) = if transposed {
+        (transpose(&values, d0, d1), d0)
+    } else {
+        (values, d1)
     };
-    let quantized = tensor(rounded.values);
-    let zero = weight.clone() - weight.detach();
-    let zero = match rounded.inside {
-        Some(inside) => zero * tensor(inside.into_iter().map(f32::from).collect()),
-        None => zero,
+    let rounded = round_trip(name, ty, &rows, row, plan.ste == Ste::Clipped, plan.threads)?;
+    let (rounded, inside) = if transposed {
+        (
+            transpose(&rounded.values, d1, d0),
+            rounded.inside.map(|inside| transpose(&inside, d1, d0)),
+        )
+    } else {
+        (rounded.values, rounded.inside)
     };
-    Ok(param.map(|_| zero + quantized))
+    let out = match try_straight_through(weight, rounded, inside) {
+        Ok(out) => out,
+        Err((weight, rounded, inside)) => {
+            let device = weight.device();
+            let tensor = |values: Vec<f32>| {
+                Tensor::<B, 2>::from_data(TensorData::new(values, [d0, d1]), &device)
+            };
+            let zero = weight.clone() - weight.detach();
+            let zero = match inside {
+                Some(inside) => zero * tensor(inside.into_iter().map(f32::from).collect()),
+                None => zero,
+            };
+            zero + tensor(rounded)
+        }
+    };
+    Ok(param.map(|_| out))
 }
