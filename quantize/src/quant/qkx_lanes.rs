@@ -214,6 +214,22 @@ fn finish<const N: usize>(
     })
 }
 
+/// The whole search, with the candidates walked by `candidates`.
+#[inline(always)]
+fn walk<const N: usize>(
+    nmax: i32,
+    x: &[[f32; N]; LANES],
+    weights: &[[f32; N]; LANES],
+    levels: &mut [[u8; N]; LANES],
+    search: &ScaleSearch,
+    candidates: impl FnOnce(&mut Walk<N>),
+) -> [(f32, f32); LANES] {
+    let mut walk = start(nmax, x, weights, search.use_mad);
+    let start_min = walk.min;
+    candidates(&mut walk);
+    finish(&walk, &start_min, nmax, x, levels)
+}
+
 fn search_lanes<const N: usize>(
     nmax: i32,
     x: &[[f32; N]; LANES],
@@ -221,10 +237,9 @@ fn search_lanes<const N: usize>(
     levels: &mut [[u8; N]; LANES],
     search: &ScaleSearch,
 ) -> [(f32, f32); LANES] {
-    let mut walk = start(nmax, x, weights, search.use_mad);
-    let start_min = walk.min;
-    candidates(&mut walk, nmax, search);
-    finish(&walk, &start_min, nmax, x, levels)
+    walk(nmax, x, weights, levels, search, |w| {
+        candidates(w, nmax, search)
+    })
 }
 
 /// The candidates' loop in AVX2 vectors, one group per lane: the same IEEE
@@ -235,7 +250,7 @@ fn search_lanes<const N: usize>(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{LANES, Lanes, ScaleSearch, Walk, finish, start};
+    use super::{LANES, Lanes, ScaleSearch, Walk};
 
     #[target_feature(enable = "avx2")]
     pub(super) fn search<const N: usize>(
@@ -245,10 +260,9 @@ mod avx2 {
         levels: &mut [[u8; N]; LANES],
         search: &ScaleSearch,
     ) -> [(f32, f32); LANES] {
-        let mut walk = start(nmax, x, weights, search.use_mad);
-        let start_min = walk.min;
-        candidates(&mut walk, nmax, search);
-        finish(&walk, &start_min, nmax, x, levels)
+        super::walk(nmax, x, weights, levels, search, |w| {
+            candidates(w, nmax, search)
+        })
     }
 
     #[target_feature(enable = "avx2")]
