@@ -1,18 +1,11 @@
 #!/usr/bin/env bash
-# The tests of the non-default backends: the WGPU path on Mesa's software Vulkan
-# (lavapipe), and a check that everything builds with the CUDA backend (CUDA
-# kernels compile at run time through NVRTC, so no CUDA toolkit is needed here).
-# Each part's wall time goes to stderr. Extra arguments go to nextest.
+# A check that everything builds with the CUDA backend (CUDA kernels compile at
+# run time through NVRTC, so no CUDA toolkit is needed here). About 10 minutes
+# cold on 2 cores, so not part of tools/test.sh, which runs the WGPU backend's
+# test on lavapipe. The wall time goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-timed() {
-    local label="$1" started=$SECONDS
-    shift
-    "$@"
-    echo "test-backends: $label took $((SECONDS - started)) s" >&2
-}
-
-timed "setup-vulkan" bash tools/setup-vulkan.sh >/dev/null
-timed "wgpu test" cargo nextest run -p train --features wgpu --test wgpu_backend "$@"
-timed "cuda check" cargo check --workspace --features cuda --tests
+started=$SECONDS
+cargo check --workspace --features cuda --tests
+echo "test-backends: the cuda check took $((SECONDS - started)) s" >&2

@@ -20,4 +20,8 @@ export DECANT_OCI_REGISTRY
 # closing line.
 cargo build --workspace --benches
 cargo test --workspace --doc
+# The WGPU backend, on Mesa's software Vulkan (lavapipe), against the CPU
+# backend: its own build of train with the feature (about 6 min cold, 1 warm).
+bash tools/setup-vulkan.sh >/dev/null
+cargo nextest run -p train --features wgpu --test wgpu_backend
 cargo nextest run --workspace --no-fail-fast "$@"
