@@ -19,6 +19,10 @@ export DECANT_OCI_REGISTRY
 # notes reproducible. Doc tests next: nextest's summary is then the run's
 # closing line.
 cargo build --workspace --benches
+# The CUDA backend builds (its kernels compile at run time through NVRTC, so no
+# toolkit is needed): after the build above it shares the build scripts and
+# proc-macros, about 1.5 min.
+cargo check --workspace --features cuda --tests
 cargo test --workspace --doc
 # The WGPU backend, on Mesa's software Vulkan (lavapipe), against the CPU
 # backend: its own build of train with the feature (about 6 min cold, 1 warm).
