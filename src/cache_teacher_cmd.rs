@@ -31,6 +31,11 @@ pub struct CacheTeacherArgs {
     /// Tokens kept per position (the rest is one probability).
     #[arg(long, required_unless_present = "merge", value_name = "K")]
     top_k: Option<usize>,
+    /// Ids per position drawn from the teacher's distribution outside the top-k
+    /// (each stands for rest/N of the mass), which teach forward KL the tail's
+    /// shape; about 2 bytes each.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    tail_samples: usize,
     /// The cache directory, which must not exist (built beside it and renamed when complete).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -63,7 +68,7 @@ pub struct CacheTeacherArgs {
     /// Check the parts in OUT.parts and assemble the cache OUT from them; needs nothing else.
     #[arg(
         long,
-        conflicts_with_all = ["teacher", "data", "top_k", "rank", "world", "shard_documents", "ranking_documents"]
+        conflicts_with_all = ["teacher", "data", "top_k", "tail_samples","rank", "world", "shard_documents", "ranking_documents"]
     )]
     merge: bool,
     /// Print one JSON object: the manifest and the time taken.
@@ -106,6 +111,7 @@ pub fn run(args: CacheTeacherArgs) -> Result<()> {
         ranking_documents: args.ranking_documents,
         ..teacher_cache::spec(
             top_k,
+            args.tail_samples,
             sha256_of(teacher_source.path())?,
             teacher_cache::tokenizer_sha256(&tokenizer, teacher.config.vocab_size),
         )

@@ -394,3 +394,32 @@ fn missing_data_file_is_named_relative_to_the_recipe() {
         )]
     );
 }
+
+#[test]
+fn tail_samples_belong_to_a_cached_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("teacher.gguf"), b"GGUF").unwrap();
+    let body = r#"[teacher]
+model = "teacher.gguf"
+
+[data]
+train = "train.jsonl"
+
+[distill]
+teacher = "online"
+tail_samples = 8
+
+[train]
+lr = 1e-4
+steps = 10
+"#;
+    let path = write_recipe(dir.path(), body);
+    let out = check(&path, false);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = error_lines(&out);
+    let expected = format!(
+        "{}:9:16: `distill.tail_samples`: the online teacher gives its whole distribution",
+        path.display()
+    );
+    assert!(lines.len() == 1 && lines[0].starts_with(&expected), "{lines:#?}");
+}

@@ -53,6 +53,7 @@ fn record(seed: u32) -> TopK {
         ids,
         logprobs,
         rest: 0.05,
+        tail: vec![],
     }
 }
 
@@ -62,12 +63,12 @@ fn write_cache(dir: &Path) {
     (0..40).for_each(|i| counts[i * 7] = 100 - i as u64);
     let permutation = Permutation::by_frequency(&counts);
     write_permutation(&dir.join(PERMUTATION_FILE), &permutation).unwrap();
-    let mut first = ShardWriter::create(&dir.join(FILES[2]), K, 0).unwrap();
+    let mut first = ShardWriter::create(&dir.join(FILES[2]), K, 0, 0).unwrap();
     first
         .push_document(&[record(1), record(2)], &permutation)
         .unwrap();
     first.push_document(&[record(3)], &permutation).unwrap();
-    let mut second = ShardWriter::create(&dir.join(FILES[3]), K, 2).unwrap();
+    let mut second = ShardWriter::create(&dir.join(FILES[3]), K, 0, 2).unwrap();
     second
         .push_document(&[record(4), record(5), record(6)], &permutation)
         .unwrap();
@@ -76,6 +77,7 @@ fn write_cache(dir: &Path) {
         format: FORMAT.into(),
         version: VERSION,
         k: K,
+        tail_samples: 0,
         vocab: VOCAB,
         teacher_sha256: "t".into(),
         tokenizer_sha256: "v".into(),

@@ -13,23 +13,24 @@ const K: usize = 4;
 
 fn record(seed: u32) -> TopK {
     let ids: Vec<u32> = (0..K as u32).map(|i| (seed * 7 + i * 11) % VOCAB as u32).collect();
-    TopK { ids, logprobs: vec![-0.5, -1.5, -2.0, -4.0], rest: 0.1 }
+    TopK { ids, logprobs: vec![-0.5, -1.5, -2.0, -4.0], rest: 0.1, tail: vec![] }
 }
 
 /// A cache of three documents in two shards, and its manifest.
 fn write(dir: &std::path::Path) -> Manifest {
     let permutation = Permutation::by_frequency(&vec![1; VOCAB]);
     write_permutation(&dir.join(PERMUTATION_FILE), &permutation).unwrap();
-    let mut first = ShardWriter::create(&dir.join("shard-00000.dlc"), K, 0).unwrap();
+    let mut first = ShardWriter::create(&dir.join("shard-00000.dlc"), K, 0, 0).unwrap();
     first.push_document(&[record(1), record(2)], &permutation).unwrap();
     first.push_document(&[record(3)], &permutation).unwrap();
-    let mut second = ShardWriter::create(&dir.join("shard-00001.dlc"), K, 2).unwrap();
+    let mut second = ShardWriter::create(&dir.join("shard-00001.dlc"), K, 0, 2).unwrap();
     second.push_document(&[record(4), record(5), record(6)], &permutation).unwrap();
     let shards = vec![first.finish().unwrap(), second.finish().unwrap()];
     let manifest = Manifest {
         format: FORMAT.into(),
         version: VERSION,
         k: K,
+        tail_samples: 0,
         vocab: VOCAB,
         teacher_sha256: "t".into(),
         tokenizer_sha256: "v".into(),
@@ -71,7 +72,7 @@ fn damaged_shards_are_errors_that_name_them() {
     let good = std::fs::read(&shard).unwrap();
     let open = |bytes: &[u8]| {
         std::fs::write(&shard, bytes).unwrap();
-        ShardReader::open(&shard, K).err().map(|e| e.to_string()).unwrap_or_default()
+        ShardReader::open(&shard, K, 0).err().map(|e| e.to_string()).unwrap_or_default()
     };
     let name = shard.display().to_string();
     let err = open(&good[..20]);
@@ -83,18 +84,18 @@ fn damaged_shards_are_errors_that_name_them() {
     let at = bad.len() - 16;
     bad[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(open(&bad).contains("does not fit the file"));
-    assert!(ShardReader::open(&dir.path().join("shard-00001.dlc"), 8).err().unwrap().to_string().contains("holds top-4 records, the manifest says top-8"));
+    assert!(ShardReader::open(&dir.path().join("shard-00001.dlc"), 8, 0).err().unwrap().to_string().contains("holds top-4 records, the manifest says top-8"));
     // Every truncation and every flipped byte is an error or a readable shard, never a panic.
     let permutation = Permutation::by_frequency(&vec![1; VOCAB]);
     for cut in 0..good.len() {
         std::fs::write(&shard, &good[..cut]).unwrap();
-        assert!(ShardReader::open(&shard, K).is_err());
+        assert!(ShardReader::open(&shard, K, 0).is_err());
     }
     for at in 0..good.len() {
         let mut flipped = good.clone();
         flipped[at] ^= 0x5a;
         std::fs::write(&shard, &flipped).unwrap();
-        if let Ok(reader) = ShardReader::open(&shard, K) {
+        if let Ok(reader) = ShardReader::open(&shard, K, 0) {
             for document in 0..2 {
                 let _ = reader.document(document, &permutation);
             }

@@ -4,12 +4,21 @@
 //! two (k + 1)-way distributions, mixed with cross-entropy on the labels as
 //! online distillation does. With k the whole vocabulary the rest bucket is
 //! empty and this is the online loss up to the cache's 6-bit value codes.
+//!
+//! The buckets leave the shape of the student's tail untaught. A cache with
+//! tail samples teaches it under forward KL, which splits exactly into the
+//! bucket KL plus `rest × KL(teacher tail ‖ student tail)`, both tails
+//! normalized: the samples, drawn from the teacher's tail, each stand for
+//! `rest / m` of the mass, so `rest / m · Σ −log q_tail(sample)` has the
+//! gradient of the second term in expectation. The value reported is then
+//! higher than the KL by the teacher tail's entropy term, a constant. The
+//! other divergences do not split that way and use the buckets alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use datasets::logit_cache::{Decoded, TeacherCache};
 use datasets::order::SplitMix64;
@@ -114,7 +123,6 @@ impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
         batch: &Batch,
         _rng: &mut SplitMix64,
     ) -> Result<LossSum<B>, TrainError> {
-        let device = student.embed_tokens.weight.device();
         let Some((trained, hidden)) = student_hidden(student, batch) else {
             return Ok(nothing(student));
         };
@@ -130,27 +138,49 @@ impl<B: AutodiffBackend> Objective<B> for CachedDistillation {
         }
         let divergence = self.divergence;
         mix(student, hidden, &trained, self.alpha, self.chunk_logits, |logits, positions| {
-            let records = &records[positions];
-            let n = records.len();
-            let ids: Vec<i64> = records.iter().flat_map(|r| r.ids.iter().map(|&i| i64::from(i))).collect();
-            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, k]), &device);
-            let top = log_softmax(logits, 1).gather(1, ids);
-            let rest = (top.clone().exp().sum_dim(1).neg().add_scalar(1.0)).clamp_min(FLOOR).log();
-            let student_buckets = Tensor::cat(vec![top, rest], 1);
-            let teacher: Vec<f32> = records
-                .iter()
-                .flat_map(|r| {
-                    r.probs
-                        .iter()
-                        .map(|&p| f64::from(p))
-                        .chain([f64::from(r.rest)])
-                        .map(|p| p.max(FLOOR).ln() as f32)
-                })
-                .collect();
-            let teacher_buckets = Tensor::<B, 2>::from_data(TensorData::new(teacher, [n, k + 1]), &device);
-            divergence
-                .sum(student_buckets, teacher_buckets, 1.0)
-                .map_err(|e| TrainError::Config(e.to_string()))
+            cached_divergence(divergence, logits, &records[positions], k).map_err(|e| TrainError::Config(e.to_string()))
         })
     }
+}
+
+/// The divergence summed over positions between the student's `logits`
+/// `[n, vocab]` and the cached records of those positions, each of `k` ids
+/// (see the module's note for how tail samples enter).
+pub fn cached_divergence<B: Backend>(
+    divergence: Divergence,
+    logits: Tensor<B, 2>,
+    records: &[Decoded],
+    k: usize,
+) -> Result<Tensor<B, 1>, DivergenceError> {
+    let device = logits.device();
+    let n = records.len();
+    let gather = |log_probs: Tensor<B, 2>, ids: Vec<i64>, width: usize| {
+        log_probs.gather(1, Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, width]), &device))
+    };
+    let log_probs = log_softmax(logits, 1);
+    let ids = records.iter().flat_map(|r| r.ids.iter().map(|&i| i64::from(i))).collect();
+    let top = gather(log_probs.clone(), ids, k);
+    let rest = (top.clone().exp().sum_dim(1).neg().add_scalar(1.0)).clamp_min(FLOOR).log();
+    let student_buckets = Tensor::cat(vec![top, rest.clone()], 1);
+    let teacher: Vec<f32> = records
+        .iter()
+        .flat_map(|r| {
+            r.probs
+                .iter()
+                .map(|&p| f64::from(p))
+                .chain([f64::from(r.rest)])
+                .map(|p| p.max(FLOOR).ln() as f32)
+        })
+        .collect();
+    let teacher_buckets = Tensor::<B, 2>::from_data(TensorData::new(teacher, [n, k + 1]), &device);
+    let buckets = divergence.sum(student_buckets, teacher_buckets, 1.0)?;
+    let m = records.first().map_or(0, |r| r.tail.len());
+    if m == 0 || divergence != Divergence::ForwardKl {
+        return Ok(buckets);
+    }
+    let ids = records.iter().flat_map(|r| r.tail.iter().map(|&i| i64::from(i))).collect();
+    let tail_log_probs = gather(log_probs, ids, m) - rest;
+    let weights: Vec<f32> = records.iter().map(|r| r.rest / m as f32).collect();
+    let weights = Tensor::<B, 2>::from_data(TensorData::new(weights, [n, 1]), &device);
+    Ok(buckets - (tail_log_probs * weights).sum())
 }

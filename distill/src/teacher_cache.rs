@@ -24,6 +24,7 @@ use datasets::logit_cache::parts::{
     cache_manifest, part_name, parts_dir, rank_range, shard_file,
 };
 use datasets::logit_cache::{Manifest, PERMUTATION_FILE, Permutation, ShardWriter, TopK, codec};
+use datasets::order::SplitMix64;
 use datasets::{Batch, Documents, Loader, LoaderConfig, Order, Shard};
 use train::Transformer;
 use train::trainer::{TrainedPositions, layout, token_tensor};
@@ -32,6 +33,9 @@ use train::trainer::{TrainedPositions, layout, token_tensor};
 #[derive(Clone, Debug)]
 pub struct CacheSpec {
     pub k: usize,
+    /// Ids per position drawn from the teacher's distribution outside the
+    /// top-k ([`top_k`]); 0 stores the top-k and the rest mass alone.
+    pub tail_samples: usize,
     pub teacher_sha256: String,
     pub tokenizer_sha256: String,
     /// Documents per shard.
@@ -48,6 +52,8 @@ pub enum CacheWriteError {
     Dataset(#[from] datasets::DatasetError),
     #[error("top-k = {k}: expected 1 to the teacher's vocabulary of {vocab}")]
     K { k: usize, vocab: usize },
+    #[error("{tail} tail samples with top-k = the whole vocabulary of {vocab}: there is no tail to sample")]
+    NoTail { tail: usize, vocab: usize },
     #[error("{0}")]
     Split(String),
     #[error("{}: {source}", path.display())]
@@ -63,6 +69,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheWriteError + '_ {
 pub fn cache_identity(vocab: usize, spec: &CacheSpec, documents: &Documents) -> CacheIdentity {
     CacheIdentity {
         k: spec.k,
+        tail_samples: spec.tail_samples,
         vocab,
         teacher_sha256: spec.teacher_sha256.clone(),
         tokenizer_sha256: spec.tokenizer_sha256.clone(),
@@ -76,6 +83,9 @@ pub fn cache_identity(vocab: usize, spec: &CacheSpec, documents: &Documents) -> 
 fn check_k(spec: &CacheSpec, vocab: usize) -> Result<(), CacheWriteError> {
     if spec.k == 0 || spec.k > vocab {
         return Err(CacheWriteError::K { k: spec.k, vocab });
+    }
+    if spec.tail_samples > 0 && spec.k == vocab {
+        return Err(CacheWriteError::NoTail { tail: spec.tail_samples, vocab });
     }
     Ok(())
 }
@@ -324,7 +334,7 @@ fn run_teacher<B: Backend>(
     )?;
     let mut first = range.start;
     for batch in batches {
-        let topks = teacher_topk(teacher, &batch, spec.k);
+        let topks = teacher_topk(teacher, &batch, first, spec);
         let n = topks.len() as u64;
         each(first, topks)?;
         first += n;
@@ -351,13 +361,13 @@ impl Writer<'_> {
         }
         if self.open.is_none() {
             let path = self.dir.join(shard_file(self.next_shard));
-            let shard = ShardWriter::create(&path, self.spec.k, self.next_document)?;
+            let shard = ShardWriter::create(&path, self.spec.k, self.spec.tail_samples, self.next_document)?;
             self.open = Some((shard, QualitySum::default()));
             self.next_shard += 1;
         }
         let (shard, quality) = self.open.as_mut().expect("a shard is open");
         for topk in document {
-            quality.add(topk, self.spec.k, self.permutation)?;
+            quality.add(topk, self.spec, self.permutation)?;
         }
         shard.push_document(document, self.permutation)?;
         self.next_document += 1;
@@ -388,12 +398,13 @@ struct QualitySum {
 }
 
 impl QualitySum {
-    fn add(&mut self, topk: &TopK, k: usize, permutation: &Permutation) -> Result<(), CacheWriteError> {
+    fn add(&mut self, topk: &TopK, spec: &CacheSpec, permutation: &Permutation) -> Result<(), CacheWriteError> {
+        let (k, tail) = (spec.k, spec.tail_samples);
         self.scratch.clear();
-        codec::encode(topk, k, permutation, &mut self.scratch)
+        codec::encode(topk, k, tail, permutation, &mut self.scratch)
             .map_err(|e| datasets::DatasetError::InvalidConfig { what: "teacher cache", message: e.to_string() })?;
         self.record_bytes += self.scratch.len() as u64;
-        let (decoded, _) = codec::decode(&self.scratch, k, permutation)
+        let (decoded, _) = codec::decode(&self.scratch, k, tail, permutation)
             .map_err(|e| datasets::DatasetError::InvalidConfig { what: "teacher cache", message: e.to_string() })?;
         let mut worst = 0.0f64;
         for (id, p) in decoded.ids.iter().zip(&decoded.probs) {
@@ -416,9 +427,9 @@ impl QualitySum {
     }
 }
 
-/// The teacher's top-k at each trained position of each row (a document per
-/// row, in order).
-fn teacher_topk<B: Backend>(teacher: &Transformer<B>, batch: &Batch, k: usize) -> Vec<Vec<TopK>> {
+/// The teacher's top-k at each trained position of each row (row `r` is
+/// document `first + r`).
+fn teacher_topk<B: Backend>(teacher: &Transformer<B>, batch: &Batch, first: u64, spec: &CacheSpec) -> Vec<Vec<TopK>> {
     let device = teacher.embed_tokens.weight.device();
     let trained = TrainedPositions::of(batch);
     let mut per_row: Vec<Vec<TopK>> = (0..batch.rows).map(|_| Vec::new()).collect();
@@ -434,13 +445,21 @@ fn teacher_topk<B: Backend>(teacher: &Transformer<B>, batch: &Batch, k: usize) -
         .expect("converted to f32");
     let vocab = teacher.config.vocab_size;
     for (&flat, row_logits) in trained.indices.iter().zip(logits.chunks_exact(vocab)) {
-        per_row[flat as usize / batch.seq_len].push(top_k(row_logits, k));
+        let (row, position) = (flat as usize / batch.seq_len, flat as usize % batch.seq_len);
+        // Where the draws fall depends on the document and position alone, so
+        // a cache is the same bytes however its documents were batched or split.
+        let seed = ((first + row as u64) << 24) ^ position as u64;
+        per_row[row].push(top_k(row_logits, spec.k, spec.tail_samples, seed));
     }
     per_row
 }
 
-/// The `k` most likely ids with their log-probabilities and the rest mass.
-pub fn top_k(logits: &[f32], k: usize) -> TopK {
+/// The `k` most likely ids with their log-probabilities and the rest mass,
+/// and `tail` ids drawn from the distribution outside them by systematic
+/// sampling (one uniform from `seed`, then evenly spaced): each id outside the
+/// top-k is drawn `tail · p / rest` times in expectation, so giving each draw
+/// `rest / tail` of the mass is an unbiased estimate of the tail.
+pub fn top_k(logits: &[f32], k: usize, tail: usize, seed: u64) -> TopK {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_sum = logits.iter().map(|&l| f64::from(l - max).exp()).sum::<f64>().ln() + f64::from(max);
     let mut order: Vec<u32> = (0..logits.len() as u32).collect();
@@ -452,5 +471,41 @@ pub fn top_k(logits: &[f32], k: usize) -> TopK {
     order.sort_unstable_by(by_logit);
     let logprobs: Vec<f32> = order.iter().map(|&id| (f64::from(logits[id as usize]) - log_sum) as f32).collect();
     let kept: f64 = order.iter().map(|&id| (f64::from(logits[id as usize]) - log_sum).exp()).sum();
-    TopK { ids: order, logprobs, rest: (1.0 - kept).max(0.0) as f32 }
+    let tail = sample_tail(logits, log_sum, &order, tail, seed);
+    TopK { ids: order, logprobs, rest: (1.0 - kept).max(0.0) as f32, tail }
+}
+
+fn sample_tail(logits: &[f32], log_sum: f64, top: &[u32], count: usize, seed: u64) -> Vec<u32> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let mut in_top = vec![false; logits.len()];
+    for &id in top {
+        in_top[id as usize] = true;
+    }
+    let prob = |id: usize| (f64::from(logits[id]) - log_sum).exp();
+    let outside = || (0..logits.len()).filter(|&id| !in_top[id]);
+    let rest: f64 = outside().map(prob).sum();
+    let Some(first_outside) = outside().next() else {
+        return Vec::new();
+    };
+    if rest <= 0.0 {
+        // No mass to follow; the draws weigh nothing, any id outside will do.
+        return vec![first_outside as u32; count];
+    }
+    let offset = (SplitMix64::new(seed).next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let step = rest / count as f64;
+    let mut drawn = Vec::with_capacity(count);
+    let mut cumulative = 0.0;
+    let mut last = first_outside;
+    for id in outside() {
+        cumulative += prob(id);
+        last = id;
+        while drawn.len() < count && (drawn.len() as f64 + offset) * step < cumulative {
+            drawn.push(id as u32);
+        }
+    }
+    // Rounding can leave the last point a hair past the summed mass.
+    drawn.resize(count, last as u32);
+    drawn
 }

@@ -80,6 +80,7 @@ fn loader_config() -> LoaderConfig {
 fn cache(teacher: &Transformer<B>, documents: &Arc<Documents>, k: usize, dir: &std::path::Path) -> TeacherCache {
     let spec = CacheSpec {
         k,
+        tail_samples: 0,
         teacher_sha256: "teacher".into(),
         tokenizer_sha256: "tokenizer".into(),
         shard_documents: 5,
@@ -161,7 +162,7 @@ fn a_cache_of_other_data_is_refused() {
 #[test]
 fn top_k_keeps_the_most_likely_ids_and_the_rest_mass() {
     let logits = [0.5f32, 3.0, -1.0, 3.0, 2.0];
-    let topk = top_k(&logits, 3);
+    let topk = top_k(&logits, 3, 0, 0);
     assert_eq!(topk.ids, [1, 3, 4]);
     let total: f64 = logits.iter().map(|&l| f64::from(l).exp()).sum();
     for (id, lp) in topk.ids.iter().zip(&topk.logprobs) {

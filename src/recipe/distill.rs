@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::reader::{Table, above_zero, number_in, one_of, positive};
+use super::reader::{Table, above_zero, count, number_in, one_of, positive};
 
 /// The divergence between teacher and student distributions.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -63,6 +63,9 @@ pub struct Distill {
     pub alpha: f64,
     /// Keep only the teacher's top-k tokens per position (required when cached).
     pub top_k: Option<u64>,
+    /// Ids per position the cache draws from the teacher's distribution outside
+    /// the top-k, to teach forward KL the tail's shape (0: the rest is one bucket).
+    pub tail_samples: u64,
     pub teacher: TeacherMode,
     pub hidden: Option<Hidden>,
     pub on_policy: Option<OnPolicy>,
@@ -78,6 +81,7 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
     let temperature = table.optional("temperature", above_zero).unwrap_or(1.0);
     let alpha = table.optional("alpha", number_in(0.0, 1.0)).unwrap_or(0.5);
     let top_k = table.optional("top_k", positive);
+    let tail_samples = table.optional("tail_samples", count).unwrap_or(0);
     let teacher = table
         .optional("teacher", one_of(&["online", "cached"]))
         .map(|mode| match mode {
@@ -95,6 +99,18 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
             format!(
                 "`{}.teacher`: a cached teacher stores only its top-k tokens per position; set \
                  `top_k` (64 keeps the cache under 100 bytes per token)",
+                table.path()
+            ),
+        );
+    }
+    if teacher == TeacherMode::Online && table.has("tail_samples") {
+        table.collector().error(
+            table
+                .collector()
+                .span_of(&format!("{}.tail_samples", table.path())),
+            format!(
+                "`{}.tail_samples`: the online teacher gives its whole distribution; tail samples \
+                 apply to `teacher = \"cached\"`",
                 table.path()
             ),
         );
@@ -141,6 +157,7 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
         temperature,
         alpha,
         top_k,
+        tail_samples,
         teacher,
         hidden,
         on_policy,

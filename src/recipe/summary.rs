@@ -40,6 +40,12 @@ pub fn render_text(recipe: &Recipe) -> String {
     );
     if let Some(distill) = &recipe.distill {
         let teacher = match (distill.teacher, distill.top_k) {
+            (TeacherMode::Cached, Some(k)) if distill.tail_samples > 0 => {
+                format!(
+                    "cached teacher, top-{k} and {} tail samples",
+                    distill.tail_samples
+                )
+            }
             (TeacherMode::Cached, Some(k)) => format!("cached teacher, top-{k}"),
             (_, Some(k)) => format!("online teacher, top-{k}"),
             (_, None) => "online teacher, full vocabulary".to_owned(),

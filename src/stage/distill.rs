@@ -245,6 +245,7 @@ impl BackendFn for Job<'_> {
                     .join("teacher-cache");
                 let spec = super::teacher_cache::spec(
                     k,
+                    distill.tail_samples as usize,
                     teacher_sha256.clone().expect("a teacher was hashed"),
                     super::teacher_cache::tokenizer_sha256(&tokenizer, teacher.config.vocab_size),
                 );

@@ -234,9 +234,15 @@ fn bar(documents: u64, progress: bool) -> ProgressBar {
     )
 }
 
-pub fn spec(k: usize, teacher_sha256: String, tokenizer_sha256: String) -> CacheSpec {
+pub fn spec(
+    k: usize,
+    tail_samples: usize,
+    teacher_sha256: String,
+    tokenizer_sha256: String,
+) -> CacheSpec {
     CacheSpec {
         k,
+        tail_samples,
         teacher_sha256,
         tokenizer_sha256,
         shard_documents: SHARD_DOCUMENTS,

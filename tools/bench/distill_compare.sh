@@ -6,20 +6,23 @@
 #   kd-online   forward KL to the online teacher + cross-entropy (alpha 0.5)
 #   ce          cross-entropy on the gold answers alone
 #   kd-cached   as kd-online, from a cached top-64 teacher
+#   kd-tail     as kd-cached, the cache also holding TAIL ids per position
+#               drawn from the teacher's distribution outside the top-64
 # Each student is scored on the first EXAMPLES held-out conversations:
 # perplexity and KL divergence from the teacher on the answer tokens (as
 # training renders them), same-top-token rate, and exact match / JSON-field
 # match of greedy answers. The last lines compare kd-online with ce, and the
-# cached teacher's KL with the online one's (relative).
+# cached teachers' KL with the online one's (relative).
 #
-#   bash tools/bench/distill_compare.sh   # STEPS=160 BATCH=4 EXAMPLES=100 TRAIN_EXAMPLES=1500
+#   bash tools/bench/distill_compare.sh   # STEPS=160 BATCH=4 EXAMPLES=100 TRAIN_EXAMPLES=1500 TAIL=8
 #
 # All variants train on the first TRAIN_EXAMPLES conversations, so the cached
 # teacher covers only what the budget reads.
 #
 # Needs a built decant (DECANT, default target/release/decant) and the reference
 # teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
-# directory by default); a variant whose student exists there is not retrained.
+# directory by default); a variant whose student exists there is not retrained,
+# nor is a model whose scores are there scored again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
@@ -29,6 +32,7 @@ steps="${STEPS:-160}"
 batch="${BATCH:-4}"
 examples="${EXAMPLES:-100}"
 train_examples="${TRAIN_EXAMPLES:-1500}"
+tail_samples="${TAIL:-8}"
 source tools/bench/extract_recipe.sh
 extract_work "$examples" "$train_examples"
 recipe() {
@@ -38,8 +42,10 @@ recipe() {
 recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "online"' > "$work/kd-online.toml"
 recipe "" > "$work/ce.toml"
 recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64' > "$work/kd-cached.toml"
+recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64\ntail_samples = '"$tail_samples" > "$work/kd-tail.toml"
 
-for variant in kd-online ce kd-cached; do
+variants=(kd-online ce kd-cached kd-tail)
+for variant in "${variants[@]}"; do
   if [ ! -f "$work/run-$variant/distill/stage.json" ]; then
     started=$SECONDS
     "$decant" distill "$work/$variant.toml" --out "$work/run-$variant" --resume --json > "$work/distill-$variant.json"
@@ -48,7 +54,7 @@ for variant in kd-online ce kd-cached; do
 done
 
 printf '%-10s %8s %9s %7s %7s %7s %7s %9s\n' model ppl kld top1 exact json fields train_s
-for variant in teacher kd-online ce kd-cached; do
+for variant in teacher "${variants[@]}"; do
   if [ "$variant" = teacher ]; then
     model="$teacher"; trained=0
   else
@@ -56,10 +62,10 @@ for variant in teacher kd-online ce kd-cached; do
     trained=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["elapsed_s"]))' \
       "$work/run-$variant/distill/stage.json")
   fi
-  "$decant" eval --model "$model" --teacher "$teacher" --data "$work/eval.jsonl" \
-    --metrics ppl,kld,top1 --json > "$work/eval-$variant.json"
-  "$decant" eval --model "$model" --data "$work/eval.jsonl" --metrics exact \
-    --max-new-tokens 96 --json > "$work/exact-$variant.json"
+  [ -s "$work/eval-$variant.json" ] || "$decant" eval --model "$model" --teacher "$teacher" \
+    --data "$work/eval.jsonl" --metrics ppl,kld,top1 --json > "$work/eval-$variant.json"
+  [ -s "$work/exact-$variant.json" ] || "$decant" eval --model "$model" --data "$work/eval.jsonl" \
+    --metrics exact --max-new-tokens 96 --json > "$work/exact-$variant.json"
   python3 - "$variant" "$work/eval-$variant.json" "$work/exact-$variant.json" "$trained" <<'EOF'
 import json, sys
 name, scores, exact, trained = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), sys.argv[4]
@@ -73,8 +79,10 @@ python3 - "$work/table.txt" <<'EOF'
 import sys
 rows = {l.split()[0]: [float(v) for v in l.split()[1:]] for l in open(sys.argv[1])}
 ppl, kld, exact = 0, 1, 3
-a, b, c = rows["kd-online"], rows["ce"], rows["kd-cached"]
+a, b = rows["kd-online"], rows["ce"]
 print(f"kd-online vs ce at equal steps: exact {a[exact]:.3f} vs {b[exact]:.3f}, "
       f"KL {a[kld]:.4f} vs {b[kld]:.4f}, ppl {a[ppl]:.4f} vs {b[ppl]:.4f}")
-print(f"cached top-64 vs online: KL {c[kld]:.5f} vs {a[kld]:.5f} ({(c[kld] - a[kld]) / a[kld]:+.2%} relative)")
+for name, label in [("kd-cached", "cached top-64"), ("kd-tail", "cached top-64 + tail samples")]:
+    c = rows[name]
+    print(f"{label} vs online: KL {c[kld]:.5f} vs {a[kld]:.5f} ({(c[kld] - a[kld]) / a[kld]:+.2%} relative)")
 EOF

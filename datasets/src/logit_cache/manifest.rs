@@ -43,6 +43,10 @@ pub struct Manifest {
     pub format: String,
     pub version: u32,
     pub k: usize,
+    /// Ids per position drawn from the teacher's distribution outside the
+    /// top-k (absent, 0, in caches written without them).
+    #[serde(default)]
+    pub tail_samples: usize,
     pub vocab: usize,
     /// sha256 of the teacher's weights file(s).
     pub teacher_sha256: String,
@@ -66,10 +70,13 @@ impl Manifest {
         let manifest: Manifest = read_versioned(path, "a teacher-cache manifest", (FORMAT, VERSION), |m: &Manifest| {
             (m.format.clone(), m.version)
         })?;
-        if manifest.k == 0 || manifest.k > manifest.vocab || manifest.vocab > 1 << 16 {
+        if manifest.vocab > 1 << 16 || super::codec::check_k(manifest.k, manifest.tail_samples, manifest.vocab).is_err() {
             return Err(cache_error(
                 path,
-                format!("k = {} over a vocabulary of {} is not a cache decant writes", manifest.k, manifest.vocab),
+                format!(
+                    "k = {} with {} tail samples over a vocabulary of {} is not a cache decant writes",
+                    manifest.k, manifest.tail_samples, manifest.vocab
+                ),
             ));
         }
         Ok(manifest)

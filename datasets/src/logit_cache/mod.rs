@@ -73,7 +73,7 @@ impl TeacherCache {
                     ),
                 ));
             }
-            let reader = ShardReader::open(&path, manifest.k)?;
+            let reader = ShardReader::open(&path, manifest.k, manifest.tail_samples)?;
             if reader.first_document() != entry.first_document
                 || reader.documents() != entry.documents
                 || reader.len_bytes() != entry.bytes

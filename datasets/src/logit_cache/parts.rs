@@ -28,6 +28,8 @@ pub const PART_VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct CacheIdentity {
     pub k: usize,
+    #[serde(default)]
+    pub tail_samples: usize,
     pub vocab: usize,
     pub teacher_sha256: String,
     pub tokenizer_sha256: String,
@@ -61,6 +63,7 @@ impl CacheIdentity {
             ),
             ("documents", self.documents.to_string(), other.documents.to_string()),
             ("k", self.k.to_string(), other.k.to_string()),
+            ("tail_samples", self.tail_samples.to_string(), other.tail_samples.to_string()),
             ("vocab", self.vocab.to_string(), other.vocab.to_string()),
             (
                 "shard_documents",
@@ -204,6 +207,7 @@ pub fn cache_manifest(cache: &CacheIdentity, permutation_sha256: &str, shards: &
         format: FORMAT.to_owned(),
         version: VERSION,
         k: cache.k,
+        tail_samples: cache.tail_samples,
         vocab: cache.vocab,
         teacher_sha256: cache.teacher_sha256.clone(),
         tokenizer_sha256: cache.tokenizer_sha256.clone(),

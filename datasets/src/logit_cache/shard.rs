@@ -39,6 +39,7 @@ pub struct ShardWriter {
     file: AtomicFile,
     hasher: Sha256,
     k: usize,
+    tail: usize,
     first_document: u64,
     index: Vec<(u64, u32)>,
     written: u64,
@@ -46,13 +47,14 @@ pub struct ShardWriter {
 }
 
 impl ShardWriter {
-    pub fn create(path: &Path, k: usize, first_document: u64) -> Result<Self> {
+    pub fn create(path: &Path, k: usize, tail: usize, first_document: u64) -> Result<Self> {
         let file = AtomicFile::create(path).map_err(|e| io_error(path, e))?;
         let mut writer = Self {
             path: path.to_owned(),
             file,
             hasher: Sha256::new(),
             k,
+            tail,
             first_document,
             index: Vec::new(),
             written: 0,
@@ -62,7 +64,7 @@ impl ShardWriter {
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&VERSION.to_le_bytes());
         header.extend_from_slice(&(k as u32).to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&(tail as u32).to_le_bytes());
         writer.put(&header)?;
         Ok(writer)
     }
@@ -79,7 +81,7 @@ impl ShardWriter {
         let start = self.written;
         self.record.clear();
         for topk in records {
-            codec::encode(topk, self.k, permutation, &mut self.record)
+            codec::encode(topk, self.k, self.tail, permutation, &mut self.record)
                 .map_err(|e| cache_error(&self.path, e.to_string()))?;
         }
         let record = std::mem::take(&mut self.record);
@@ -127,13 +129,14 @@ pub struct ShardReader {
     path: PathBuf,
     map: Mmap,
     k: usize,
+    tail: usize,
     first_document: u64,
     index: Vec<(u64, u32)>,
     index_offset: u64,
 }
 
 impl ShardReader {
-    pub fn open(path: &Path, k: usize) -> Result<Self> {
+    pub fn open(path: &Path, k: usize, tail: usize) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
         // SAFETY: shards are written once, under a temporary name, and never
         // modified in place; a file truncated behind our back is the one risk
@@ -156,6 +159,12 @@ impl ShardReader {
         let stored_k = u32_at(8) as usize;
         if stored_k != k {
             return Err(bad(format!("holds top-{stored_k} records, the manifest says top-{k}")));
+        }
+        let stored_tail = u32_at(12) as usize;
+        if stored_tail != tail {
+            return Err(bad(format!(
+                "holds {stored_tail} tail samples per record, the manifest says {tail}"
+            )));
         }
         let footer = (len - FOOTER) as usize;
         let (first_document, documents, index_offset) =
@@ -184,6 +193,7 @@ impl ShardReader {
             path: path.to_owned(),
             map,
             k,
+            tail,
             first_document,
             index,
             index_offset,
@@ -228,7 +238,7 @@ impl ShardReader {
         }
         let mut decoded = Vec::with_capacity(records as usize);
         for record in 0..records {
-            let (topk, used) = codec::decode(bytes, self.k, permutation).map_err(|e| {
+            let (topk, used) = codec::decode(bytes, self.k, self.tail, permutation).map_err(|e| {
                 cache_error(&self.path, format!("document {index}, record {record}: {e}"))
             })?;
             bytes = &bytes[used..];

@@ -11,7 +11,14 @@
 //!   `c = round(63 * (p / p_top)^(1/3))`, Rice coded: most probs of a top-64 are far
 //!   below the top one, so most codes are small.
 //!
-//! Both parameters are chosen per record to make it smallest. The top prob is not
+//! - with tail samples (`tail > 0`): u4 exp-Golomb order, then the `tail` ids
+//!   drawn from the teacher's distribution outside the top-k, as gaps of their
+//!   ascending ranks (first gap: the first rank; then `rank_i - rank_{i-1}`, 0
+//!   for an id drawn twice). Each stands for `rest / tail` of the mass, which
+//!   makes the forward-KL gradient through them that of the whole vocabulary in
+//!   expectation.
+//!
+//! The parameters are chosen per record to make it smallest. The top prob is not
 //! stored separately: the values are renormalized to `1 - rest` on decode.
 
 mod bits;
@@ -105,20 +112,24 @@ impl Permutation {
     }
 }
 
-/// One position's teacher distribution as stored: top-k ids with probabilities, and the rest.
+/// One position's teacher distribution as stored: top-k ids with probabilities,
+/// the rest mass, and ids sampled from the rest (any order, repeats allowed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopK {
     pub ids: Vec<u32>,
     pub logprobs: Vec<f32>,
     pub rest: f32,
+    pub tail: Vec<u32>,
 }
 
-/// A decoded record: ids ascending by rank, their probs (summing to `1 - rest`), the rest mass.
+/// A decoded record: ids ascending by rank, their probs (summing to `1 - rest`),
+/// the rest mass, and the tail samples ascending by rank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
     pub ids: Vec<u32>,
     pub probs: Vec<f32>,
     pub rest: f32,
+    pub tail: Vec<u32>,
 }
 
 /// Why a record or permutation cannot be encoded or decoded.
@@ -145,6 +156,16 @@ pub enum CodecError {
         k: usize,
         ids: usize,
         logprobs: usize,
+    },
+    NoTail {
+        tail: usize,
+    },
+    TailLength {
+        tail: usize,
+        got: usize,
+    },
+    TailInTop {
+        id: u32,
     },
     IdOutOfVocab {
         id: u32,
@@ -209,6 +230,16 @@ impl fmt::Display for CodecError {
                 f,
                 "top-k with {ids} ids and {logprobs} log-probs, expected {k} of each"
             ),
+            CodecError::NoTail { tail } => write!(
+                f,
+                "{tail} tail samples with k = the whole vocabulary: there is no tail to sample"
+            ),
+            CodecError::TailLength { tail, got } => {
+                write!(f, "record with {got} tail samples, expected {tail}")
+            }
+            CodecError::TailInTop { id } => {
+                write!(f, "tail sample {id} is in the top-k; tail samples come from outside it")
+            }
             CodecError::IdOutOfVocab { id, vocab } => {
                 write!(f, "token id {id} is outside the vocab of {vocab} ids")
             }
@@ -258,23 +289,28 @@ impl fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-/// Appends the record of `topk` to `out`. Errors: ids out of vocab, duplicate ids, len != k.
-/// Also log-probs that are NaN or +inf (or all -inf) and a rest mass outside [0, 1].
+/// Appends the record of `topk` to `out`. Errors: ids out of vocab, duplicate ids, len != k,
+/// `tail` samples expected and not given, or given from the top-k. Also log-probs that
+/// are NaN or +inf (or all -inf) and a rest mass outside [0, 1].
 /// On error nothing is appended.
 pub fn encode(
     topk: &TopK,
     k: usize,
+    tail: usize,
     perm: &Permutation,
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
     let vocab = perm.vocab();
-    check_k(k, vocab)?;
+    check_k(k, tail, vocab)?;
     if topk.ids.len() != k || topk.logprobs.len() != k {
         return Err(CodecError::LengthMismatch {
             k,
             ids: topk.ids.len(),
             logprobs: topk.logprobs.len(),
         });
+    }
+    if topk.tail.len() != tail {
+        return Err(CodecError::TailLength { tail, got: topk.tail.len() });
     }
     if !(0.0..=1.0).contains(&topk.rest) {
         return Err(CodecError::BadRest { rest: topk.rest });
@@ -316,7 +352,7 @@ pub fn encode(
         })
         .collect();
     let codes: Vec<u32> = entries.iter().map(|&(_, code)| code).collect();
-    let order = cheapest(1 << ID_ORDER_BITS, |order| exp_golomb_bits(&gaps, order));
+    let tail_gaps = tail_gaps(topk, perm, &entries)?;
     let param = cheapest(1 << VALUE_PARAM_BITS, |param| rice_bits(&codes, param));
 
     let mut writer = BitWriter::new(out);
@@ -324,47 +360,65 @@ pub fn encode(
         (f64::from(topk.rest) * REST_MAX).round_ties_even() as u32,
         REST_BITS,
     );
-    writer.fixed(order, ID_ORDER_BITS);
-    for &gap in &gaps {
-        let v = gap + (1 << order);
-        let len = 32 - v.leading_zeros();
-        writer.fixed(0, len - order - 1);
-        writer.fixed(v, len);
-    }
+    write_gaps(&mut writer, &gaps);
     writer.fixed(param, VALUE_PARAM_BITS);
     for &code in &codes {
         writer.fixed(0, code >> param);
         writer.fixed(1, 1);
         writer.fixed(code & ((1 << param) - 1), param);
     }
+    if tail > 0 {
+        write_gaps(&mut writer, &tail_gaps);
+    }
     writer.finish();
     Ok(())
 }
 
-/// Decodes one record of `k` entries from the start of `bytes`, returning it and the bytes it used.
-/// Never panics or reads out of bounds on arbitrary bytes: truncated or corrupt input is an error.
-pub fn decode(bytes: &[u8], k: usize, perm: &Permutation) -> Result<(Decoded, usize), CodecError> {
+/// The order that codes `gaps` smallest, then each gap exp-Golomb coded.
+fn write_gaps(writer: &mut BitWriter<'_>, gaps: &[u32]) {
+    let order = cheapest(1 << ID_ORDER_BITS, |order| exp_golomb_bits(gaps, order));
+    writer.fixed(order, ID_ORDER_BITS);
+    for &gap in gaps {
+        let v = gap + (1 << order);
+        let len = 32 - v.leading_zeros();
+        writer.fixed(0, len - order - 1);
+        writer.fixed(v, len);
+    }
+}
+
+/// The tail samples' ranks, ascending, as gaps (0 for a repeat); `top` are the
+/// top-k entries sorted by rank.
+fn tail_gaps(topk: &TopK, perm: &Permutation, top: &[(u16, u32)]) -> Result<Vec<u32>, CodecError> {
     let vocab = perm.vocab();
-    check_k(k, vocab)?;
+    let mut ranks = Vec::with_capacity(topk.tail.len());
+    for &id in &topk.tail {
+        let rank = *perm.rank.get(id as usize).ok_or(CodecError::IdOutOfVocab { id, vocab })?;
+        if top.binary_search_by_key(&rank, |&(r, _)| r).is_ok() {
+            return Err(CodecError::TailInTop { id });
+        }
+        ranks.push(u32::from(rank));
+    }
+    ranks.sort_unstable();
+    let mut previous = 0;
+    Ok(ranks
+        .iter()
+        .map(|&rank| {
+            let gap = rank - previous;
+            previous = rank;
+            gap
+        })
+        .collect())
+}
+
+/// Decodes one record of `k` entries and `tail` samples from the start of `bytes`, returning
+/// it and the bytes it used. Never panics or reads out of bounds on arbitrary bytes: truncated
+/// or corrupt input is an error.
+pub fn decode(bytes: &[u8], k: usize, tail: usize, perm: &Permutation) -> Result<(Decoded, usize), CodecError> {
+    let vocab = perm.vocab();
+    check_k(k, tail, vocab)?;
     let mut reader = BitReader { bytes, pos: 0 };
     let rest = f64::from(reader.fixed(REST_BITS)?) / REST_MAX;
-
-    let order = reader.fixed(ID_ORDER_BITS)?;
-    let mut ids = Vec::with_capacity(k);
-    let mut next_rank = 0usize;
-    for entry in 0..k {
-        let zeros = reader
-            .zeros_then_one(MAX_GAP_SUFFIX_BITS - order)
-            .ok_or(CodecError::GapCodeTooLong { entry })??;
-        let suffix_bits = zeros + order;
-        let v = (1 << suffix_bits) | reader.fixed(suffix_bits)?;
-        let rank = next_rank + (v - (1 << order)) as usize;
-        if rank >= vocab {
-            return Err(CodecError::RankOutOfVocab { entry, rank, vocab });
-        }
-        ids.push(u32::from(perm.id[rank]));
-        next_rank = rank + 1;
-    }
+    let ids = read_gaps(&mut reader, k, 1, perm)?;
 
     let param = reader.fixed(VALUE_PARAM_BITS)?;
     let mut weights = Vec::with_capacity(k);
@@ -379,6 +433,7 @@ pub fn decode(bytes: &[u8], k: usize, perm: &Permutation) -> Result<(Decoded, us
             .ok_or(CodecError::ValueCodeTooLarge { entry })?;
         weights.push(*weight);
     }
+    let tail = if tail > 0 { read_gaps(&mut reader, tail, 0, perm)? } else { Vec::new() };
     let used = reader.finish()?;
 
     let total: f64 = weights.iter().sum();
@@ -392,14 +447,43 @@ pub fn decode(bytes: &[u8], k: usize, perm: &Permutation) -> Result<(Decoded, us
             ids,
             probs,
             rest: rest as f32,
+            tail,
         },
         used,
     ))
 }
 
-fn check_k(k: usize, vocab: usize) -> Result<(), CodecError> {
+/// `count` ids whose ascending ranks are coded as gaps after an order; each
+/// rank is at least `step` past the one before (1 for distinct ids, 0 where
+/// repeats are allowed).
+fn read_gaps(reader: &mut BitReader<'_>, count: usize, step: usize, perm: &Permutation) -> Result<Vec<u32>, CodecError> {
+    let vocab = perm.vocab();
+    let order = reader.fixed(ID_ORDER_BITS)?;
+    let mut ids = Vec::with_capacity(count);
+    let mut next_rank = 0usize;
+    for entry in 0..count {
+        let zeros = reader
+            .zeros_then_one(MAX_GAP_SUFFIX_BITS - order)
+            .ok_or(CodecError::GapCodeTooLong { entry })??;
+        let suffix_bits = zeros + order;
+        let v = (1 << suffix_bits) | reader.fixed(suffix_bits)?;
+        let rank = next_rank + (v - (1 << order)) as usize;
+        if rank >= vocab {
+            return Err(CodecError::RankOutOfVocab { entry, rank, vocab });
+        }
+        ids.push(u32::from(perm.id[rank]));
+        next_rank = rank + step;
+    }
+    Ok(ids)
+}
+
+/// `k` in 1..=vocab, and a tail to sample only when the top-k leaves one.
+pub fn check_k(k: usize, tail: usize, vocab: usize) -> Result<(), CodecError> {
     if k == 0 || k > vocab {
         return Err(CodecError::BadK { k, vocab });
+    }
+    if tail > 0 && k == vocab {
+        return Err(CodecError::NoTail { tail });
     }
     Ok(())
 }

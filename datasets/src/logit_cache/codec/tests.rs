@@ -60,6 +60,7 @@ fn golden() -> Golden {
         ids: vec![],
         logprobs: vec![],
         rest: 0.0,
+        tail: Vec::new(),
     };
     let mut bytes = vec![];
     for line in GOLDEN.lines().filter(|l| !l.starts_with('#')) {
@@ -98,10 +99,10 @@ fn golden_records_match_the_python_encoder() {
     assert_eq!((g.perm.vocab(), g.k, g.records.len()), (49152, 64, 20));
     for (n, record) in g.records.iter().enumerate() {
         let mut out = vec![];
-        encode(&record.topk, g.k, &g.perm, &mut out).unwrap();
+        encode(&record.topk, g.k, 0, &g.perm, &mut out).unwrap();
         assert_eq!(out, record.bytes, "record {n}");
 
-        let (decoded, used) = decode(&record.bytes, g.k, &g.perm).unwrap();
+        let (decoded, used) = decode(&record.bytes, g.k, 0, &g.perm).unwrap();
         assert_eq!(used, record.bytes.len(), "record {n}");
         let mut expected_ids = record.topk.ids.clone();
         expected_ids.sort_by_key(|&id| g.perm.ranks()[id as usize]);
@@ -168,7 +169,7 @@ fn from_ranks_rejects_what_is_not_a_permutation() {
 fn encode_err(topk: &TopK, k: usize, vocab: usize) -> String {
     let perm = Permutation::by_frequency(&vec![0; vocab]);
     let mut out = vec![9];
-    let err = encode(topk, k, &perm, &mut out).unwrap_err();
+    let err = encode(topk, k, 0, &perm, &mut out).unwrap_err();
     assert_eq!(out, vec![9], "nothing appended on error");
     err.to_string()
 }
@@ -179,6 +180,7 @@ fn encode_rejects_bad_top_k() {
         ids,
         logprobs,
         rest,
+        tail: Vec::new(),
     };
     assert_eq!(
         encode_err(&topk(vec![1, 7], vec![-1.0, -2.0], 0.5), 2, 5),
@@ -211,6 +213,36 @@ fn encode_rejects_bad_top_k() {
     assert_eq!(
         encode_err(&topk(vec![1], vec![-1.0], 1.5), 1, 5),
         "rest mass 1.5 is not a probability between 0 and 1"
+    );
+}
+
+#[test]
+fn encode_rejects_bad_tail_samples() {
+    let perm = Permutation::by_frequency(&[0; 5]);
+    let err = |tail: Vec<u32>, k: usize, samples: usize| {
+        let ids: Vec<u32> = (0..k as u32).collect();
+        let topk = TopK {
+            logprobs: vec![-1.0; k],
+            ids,
+            rest: 0.25,
+            tail,
+        };
+        encode(&topk, k, samples, &perm, &mut vec![])
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(err(vec![3], 2, 2), "record with 1 tail samples, expected 2");
+    assert_eq!(
+        err(vec![3, 1], 2, 2),
+        "tail sample 1 is in the top-k; tail samples come from outside it"
+    );
+    assert_eq!(
+        err(vec![3, 9], 2, 2),
+        "token id 9 is outside the vocab of 5 ids"
+    );
+    assert_eq!(
+        err(vec![], 5, 1),
+        "1 tail samples with k = the whole vocabulary: there is no tail to sample"
     );
 }
 
@@ -248,12 +280,20 @@ fn random_permutation(rng: &mut Rng, vocab: usize) -> Permutation {
 
 /// k distinct random ids with log-probs of a random softmax scaled to `1 - rest`;
 /// `scale` sets how peaked it is.
-fn random_top_k(rng: &mut Rng, k: usize, vocab: usize, scale: f64) -> TopK {
+fn random_top_k(rng: &mut Rng, k: usize, tail: usize, vocab: usize, scale: f64) -> TopK {
     let mut ids: Vec<u32> = (0..vocab as u32).collect();
     for i in 0..k {
         let j = i + rng.below(vocab - i);
         ids.swap(i, j);
     }
+    // Repeats are drawn on purpose: a sample can come up twice.
+    let outside = &ids[k..];
+    let tail = (0..tail)
+        .map(|_| {
+            let window = outside.len().min(3 + rng.below(vocab));
+            outside[rng.below(window)]
+        })
+        .collect();
     ids.truncate(k);
     let rest = if rng.below(8) == 0 {
         0.0
@@ -268,6 +308,7 @@ fn random_top_k(rng: &mut Rng, k: usize, vocab: usize, scale: f64) -> TopK {
         ids,
         logprobs,
         rest,
+        tail,
     }
 }
 
@@ -287,6 +328,9 @@ fn check_within_quantizer_error(topk: &TopK, decoded: &Decoded, perm: &Permutati
         .map(|&(r, _)| u32::from(perm.id[r as usize]))
         .collect();
     assert_eq!(decoded.ids, ids);
+    let mut tail = topk.tail.clone();
+    tail.sort_by_key(|&id| perm.ranks()[id as usize]);
+    assert_eq!(decoded.tail, tail);
 
     let top = by_rank
         .iter()
@@ -323,23 +367,23 @@ fn random_records_round_trip_within_the_quantizer_error() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for vocab in [100, 49152, 65536] {
         let perm = random_permutation(&mut rng, vocab);
-        for k in [1, 8, 64, vocab] {
+        for (k, tail) in [(1, 0), (8, 0), (64, 0), (vocab, 0), (1, 1), (8, 3), (64, 8)] {
             let trials = if k == vocab { 2 } else { 30 };
             let records: Vec<TopK> = (0..trials)
-                .map(|t| random_top_k(&mut rng, k, vocab, [0.5, 3.0, 10.0][t % 3]))
+                .map(|t| random_top_k(&mut rng, k, tail, vocab, [0.5, 3.0, 10.0][t % 3]))
                 .collect();
             // Records are concatenated as in a shard: each decode must stop at its end.
             let mut stream = vec![];
             for topk in &records {
-                encode(topk, k, &perm, &mut stream).unwrap();
+                encode(topk, k, tail, &perm, &mut stream).unwrap();
             }
             let mut at = 0;
             for topk in &records {
-                let (decoded, used) = decode(&stream[at..], k, &perm).unwrap();
+                let (decoded, used) = decode(&stream[at..], k, tail, &perm).unwrap();
                 check_within_quantizer_error(topk, &decoded, &perm);
                 at += used;
             }
-            assert_eq!(at, stream.len(), "vocab {vocab}, k {k}");
+            assert_eq!(at, stream.len(), "vocab {vocab}, k {k}, tail {tail}");
         }
     }
 }
@@ -348,21 +392,21 @@ fn random_records_round_trip_within_the_quantizer_error() {
 fn decode_rejects_corrupt_records() {
     let perm = Permutation::by_frequency(&[0; 10]);
     // Rest 0, order 0, gap 0 ("1"), Rice 0, value code 0 ("1"): no probability anywhere.
-    let err = decode(&[0, 0, 0b0000_1000, 0b1000_0000], 1, &perm).unwrap_err();
+    let err = decode(&[0, 0, 0b0000_1000, 0b1000_0000], 1, 0, &perm).unwrap_err();
     assert_eq!(err, CodecError::AllValuesZero);
-    let err = decode(&[0, 0, 0b0000_1000], 1, &perm).unwrap_err();
+    let err = decode(&[0, 0, 0b0000_1000], 1, 0, &perm).unwrap_err();
     assert_eq!(
         err.to_string(),
         "record truncated: needs at least 1 bits, only 0 left"
     );
     // Order 0, gap 15 ("0000 10000"): rank 15 of a 10-id vocab.
-    let err = decode(&[0, 0, 0, 0b1000_0000], 1, &perm).unwrap_err();
+    let err = decode(&[0, 0, 0, 0b1000_0000], 1, 0, &perm).unwrap_err();
     assert_eq!(
         err.to_string(),
         "corrupt record: entry 0 has rank 15, outside the vocab of 10 ids"
     );
     // Rice 7 leaves room for a 7-bit code: "1" then 1111111 is 127.
-    let err = decode(&[0, 0, 0b0000_1111, 0b1111_1111], 1, &perm).unwrap_err();
+    let err = decode(&[0, 0, 0b0000_1111, 0b1111_1111], 1, 0, &perm).unwrap_err();
     assert_eq!(
         err.to_string(),
         "corrupt record: value code 0 exceeds the 6-bit maximum 63"
@@ -373,15 +417,16 @@ fn decode_rejects_corrupt_records() {
         ids: vec![0],
         logprobs: vec![-0.5],
         rest: 0.0,
+        tail: Vec::new(),
     };
-    encode(&topk, 1, &perm, &mut valid).unwrap();
+    encode(&topk, 1, 0, &perm, &mut valid).unwrap();
     *valid.last_mut().unwrap() |= 1;
     assert_eq!(
-        decode(&valid, 1, &perm).unwrap_err(),
+        decode(&valid, 1, 0, &perm).unwrap_err(),
         CodecError::NonzeroPadding
     );
     assert_eq!(
-        decode(&[0; 5], 1, &perm).unwrap_err().to_string(),
+        decode(&[0; 5], 1, 0, &perm).unwrap_err().to_string(),
         "corrupt record: id gap 0 is longer than any u16 rank allows"
     );
 }
@@ -395,7 +440,7 @@ fn decode_never_panics_on_arbitrary_bytes() {
         for _ in 0..10_000 {
             let len = rng.below(200);
             let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            if let Ok((_, used)) = decode(&bytes, k, perm) {
+            if let Ok((_, used)) = decode(&bytes, k, 0, perm) {
                 assert!(used <= bytes.len());
             }
         }
@@ -414,21 +459,28 @@ fn decode_of_truncated_or_bit_flipped_records_never_panics() {
         .collect();
     for k in [1, 8, 300] {
         let mut bytes = vec![];
-        encode(&random_top_k(&mut rng, k, 300, 3.0), k, &small, &mut bytes).unwrap();
+        encode(
+            &random_top_k(&mut rng, k, 0, 300, 3.0),
+            k,
+            0,
+            &small,
+            &mut bytes,
+        )
+        .unwrap();
         cases.push((bytes, k, &small));
     }
     for (bytes, k, perm) in cases {
         for len in 0..bytes.len() {
             // The last byte always holds record bits, so every shorter prefix is incomplete.
             assert!(
-                decode(&bytes[..len], k, perm).is_err(),
+                decode(&bytes[..len], k, 0, perm).is_err(),
                 "prefix of {len} bytes"
             );
         }
         for bit in 0..bytes.len() * 8 {
             let mut flipped = bytes.clone();
             flipped[bit / 8] ^= 0x80 >> (bit % 8);
-            if let Ok((_, used)) = decode(&flipped, k, perm) {
+            if let Ok((_, used)) = decode(&flipped, k, 0, perm) {
                 assert!(used <= flipped.len());
             }
         }
