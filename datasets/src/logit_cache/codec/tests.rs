@@ -436,11 +436,11 @@ fn decode_never_panics_on_arbitrary_bytes() {
     let mut rng = Rng(42);
     let small = random_permutation(&mut rng, 300);
     let large = random_permutation(&mut rng, 49152);
-    for (perm, k) in [(&small, 8), (&large, 64)] {
+    for (perm, k, tail) in [(&small, 8, 0), (&large, 64, 0), (&small, 8, 3), (&large, 64, 8)] {
         for _ in 0..10_000 {
             let len = rng.below(200);
             let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            if let Ok((_, used)) = decode(&bytes, k, 0, perm) {
+            if let Ok((_, used)) = decode(&bytes, k, tail, perm) {
                 assert!(used <= bytes.len());
             }
         }
