@@ -6,8 +6,8 @@
 #   kd-online   forward KL to the online teacher + cross-entropy (alpha 0.5)
 #   ce          cross-entropy on the gold answers alone
 #   kd-cached   as kd-online, from a cached top-64 teacher
-#   kd-tail     as kd-cached, the cache also holding TAIL ids per position
-#               drawn from the teacher's distribution outside the top-64
+#   kd-tailN    as kd-cached, the cache also holding N = TAIL ids per
+#               position drawn from the teacher's distribution outside the top-64
 # Each student is scored on the first EXAMPLES held-out conversations:
 # perplexity and KL divergence from the teacher on the answer tokens (as
 # training renders them), same-top-token rate, and exact match / JSON-field
@@ -42,9 +42,9 @@ recipe() {
 recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "online"' > "$work/kd-online.toml"
 recipe "" > "$work/ce.toml"
 recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64' > "$work/kd-cached.toml"
-recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64\ntail_samples = '"$tail_samples" > "$work/kd-tail.toml"
+recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64\ntail_samples = '"$tail_samples" > "$work/kd-tail$tail_samples.toml"
 
-variants=(kd-online ce kd-cached kd-tail)
+variants=(kd-online ce kd-cached "kd-tail$tail_samples")
 for variant in "${variants[@]}"; do
   if [ ! -f "$work/run-$variant/distill/stage.json" ]; then
     started=$SECONDS
@@ -75,14 +75,14 @@ print(f"{name:<10} {scores['ppl']['value']:>8.4f} {scores['kld']['mean']:>9.5f} 
 EOF
 done | tee "$work/table.txt"
 
-python3 - "$work/table.txt" <<'EOF'
+python3 - "$work/table.txt" "$tail_samples" <<'EOF'
 import sys
 rows = {l.split()[0]: [float(v) for v in l.split()[1:]] for l in open(sys.argv[1])}
 ppl, kld, exact = 0, 1, 3
 a, b = rows["kd-online"], rows["ce"]
 print(f"kd-online vs ce at equal steps: exact {a[exact]:.3f} vs {b[exact]:.3f}, "
       f"KL {a[kld]:.4f} vs {b[kld]:.4f}, ppl {a[ppl]:.4f} vs {b[ppl]:.4f}")
-for name, label in [("kd-cached", "cached top-64"), ("kd-tail", "cached top-64 + tail samples")]:
+for name, label in [("kd-cached", "cached top-64"), (f"kd-tail{sys.argv[2]}", f"cached top-64 + {sys.argv[2]} tail samples")]:
     c = rows[name]
     print(f"{label} vs online: KL {c[kld]:.5f} vs {a[kld]:.5f} ({(c[kld] - a[kld]) / a[kld]:+.2%} relative)")
 EOF
