@@ -412,6 +412,10 @@ tail_samples = 8
 [train]
 lr = 1e-4
 steps = 10
+
+[student.init]
+kind = "depth"
+keep = 1
 "#;
     let path = write_recipe(dir.path(), body);
     let out = check(&path, false);
@@ -421,5 +425,23 @@ steps = 10
         "{}:9:16: `distill.tail_samples`: the online teacher gives its whole distribution",
         path.display()
     );
-    assert!(lines.len() == 1 && lines[0].starts_with(&expected), "{lines:#?}");
+    assert!(
+        lines.len() == 1 && lines[0].starts_with(&expected),
+        "{lines:#?}"
+    );
+
+    let body = body.replace(
+        "teacher = \"online\"",
+        "teacher = \"cached\"\ntop_k = 64\nloss = { kind = \"jsd\" }",
+    );
+    let path = write_recipe(dir.path(), &body);
+    let lines = error_lines(&check(&path, false));
+    let expected = format!(
+        "{}:11:16: `distill.tail_samples`: tail samples teach forward KL only",
+        path.display()
+    );
+    assert!(
+        lines.len() == 1 && lines[0].starts_with(&expected),
+        "{lines:#?}"
+    );
 }

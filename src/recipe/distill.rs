@@ -115,6 +115,22 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
             ),
         );
     }
+    if teacher == TeacherMode::Cached
+        && tail_samples > 0
+        && loss.as_ref().is_some_and(|l| *l != Loss::ForwardKl)
+    {
+        table.collector().error(
+            table
+                .collector()
+                .span_of(&format!("{}.tail_samples", table.path())),
+            format!(
+                "`{}.tail_samples`: tail samples teach forward KL only; the other losses compare \
+                 the top-k and rest buckets, so set `loss = {{ kind = \"forward_kl\" }}` or leave \
+                 tail_samples out",
+                table.path()
+            ),
+        );
+    }
     if teacher == TeacherMode::Cached && temperature != 1.0 {
         table.collector().error(
             table
