@@ -417,29 +417,27 @@ steps = 10
 kind = "depth"
 keep = 1
 "#;
-    let path = write_recipe(dir.path(), body);
-    let out = check(&path, false);
-    assert_eq!(out.status.code(), Some(1));
-    let lines = error_lines(&out);
-    let expected = format!(
-        "{}:9:16: `distill.tail_samples`: the online teacher gives its whole distribution",
-        path.display()
-    );
-    assert!(
-        lines.len() == 1 && lines[0].starts_with(&expected),
-        "{lines:#?}"
+    the_one_error_starts_with(
+        &write_recipe(dir.path(), body),
+        "9:16: `distill.tail_samples`: the online teacher gives its whole distribution",
     );
 
     let body = body.replace(
         "teacher = \"online\"",
         "teacher = \"cached\"\ntop_k = 64\nloss = { kind = \"jsd\" }",
     );
-    let path = write_recipe(dir.path(), &body);
-    let lines = error_lines(&check(&path, false));
-    let expected = format!(
-        "{}:11:16: `distill.tail_samples`: tail samples teach forward KL only",
-        path.display()
+    the_one_error_starts_with(
+        &write_recipe(dir.path(), &body),
+        "11:16: `distill.tail_samples`: tail samples teach forward KL only",
     );
+}
+
+/// `recipe check` of `path` fails with one error, at `line:col: message…`.
+fn the_one_error_starts_with(path: &Path, expected: &str) {
+    let out = check(path, false);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = error_lines(&out);
+    let expected = format!("{}:{expected}", path.display());
     assert!(
         lines.len() == 1 && lines[0].starts_with(&expected),
         "{lines:#?}"

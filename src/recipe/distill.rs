@@ -92,79 +92,54 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
     let hidden = table.table("hidden").and_then(read_hidden);
     let on_policy = table.table("on_policy").and_then(read_on_policy);
     if teacher == TeacherMode::Cached && top_k.is_none() && !table.has("top_k") {
-        table.collector().error(
-            table
-                .collector()
-                .span_of(&format!("{}.teacher", table.path())),
-            format!(
-                "`{}.teacher`: a cached teacher stores only its top-k tokens per position; set \
-                 `top_k` (64 keeps the cache under 100 bytes per token)",
-                table.path()
-            ),
+        conflict(
+            &table,
+            "teacher",
+            "a cached teacher stores only its top-k tokens per position; set `top_k` (64 keeps \
+             the cache under 100 bytes per token)",
         );
     }
     if teacher == TeacherMode::Online && table.has("tail_samples") {
-        table.collector().error(
-            table
-                .collector()
-                .span_of(&format!("{}.tail_samples", table.path())),
-            format!(
-                "`{}.tail_samples`: the online teacher gives its whole distribution; tail samples \
-                 apply to `teacher = \"cached\"`",
-                table.path()
-            ),
+        conflict(
+            &table,
+            "tail_samples",
+            "the online teacher gives its whole distribution; tail samples apply to \
+             `teacher = \"cached\"`",
         );
     }
     if teacher == TeacherMode::Cached
         && tail_samples > 0
         && loss.as_ref().is_some_and(|l| *l != Loss::ForwardKl)
     {
-        table.collector().error(
-            table
-                .collector()
-                .span_of(&format!("{}.tail_samples", table.path())),
-            format!(
-                "`{}.tail_samples`: tail samples teach forward KL only; the other losses compare \
-                 the top-k and rest buckets, so set `loss = {{ kind = \"forward_kl\" }}` or leave \
-                 tail_samples out",
-                table.path()
-            ),
+        conflict(
+            &table,
+            "tail_samples",
+            "tail samples teach forward KL only; the other losses compare the top-k and rest \
+             buckets, so set `loss = { kind = \"forward_kl\" }` or leave tail_samples out",
         );
     }
     if teacher == TeacherMode::Cached && temperature != 1.0 {
-        table.collector().error(
-            table
-                .collector()
-                .span_of(&format!("{}.temperature", table.path())),
-            format!(
-                "`{}.temperature`: a cached teacher stores its distribution at temperature 1; set \
-                 temperature = 1 or use `teacher = \"online\"`",
-                table.path()
-            ),
+        conflict(
+            &table,
+            "temperature",
+            "a cached teacher stores its distribution at temperature 1; set temperature = 1 or \
+             use `teacher = \"online\"`",
         );
     }
     if teacher == TeacherMode::Cached && table.has("hidden") {
-        table.collector().error(
-            table
-                .collector()
-                .span_of(&format!("{}.hidden", table.path())),
-            format!(
-                "[{}.hidden]: hidden-state alignment compares the teacher's hidden states, which a \
-                 cache of its logits does not hold; use `teacher = \"online\"`",
-                table.path()
-            ),
+        conflict(
+            &table,
+            "hidden",
+            "hidden-state alignment compares the teacher's hidden states, which a cache of its \
+             logits does not hold; use `teacher = \"online\"`",
         );
     }
     if teacher == TeacherMode::Cached && table.has("on_policy") {
-        table.collector().error(
-            table
-                .collector()
-                .span_of(&format!("{}.on_policy", table.path())),
-            format!(
-                "[{}.on_policy]: on-policy batches are student generations the teacher must score \
-                 as they are made; use `teacher = \"online\"`",
-                table.path()
-            ),
+        conflict(
+            &table,
+            "on_policy",
+            "on-policy batches are student generations the teacher must score as they are made; \
+             use `teacher = \"online\"`",
         );
     }
     table.finish();
@@ -178,6 +153,20 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
         hidden,
         on_policy,
     })
+}
+
+/// Reports `key` of the `[distill]` table as conflicting with a cached or
+/// online teacher: at the key, named as a section (`[distill.hidden]`) when it
+/// is one, as a key (`` `distill.top_k` ``) otherwise.
+fn conflict(table: &Table<'_, '_>, key: &str, message: &str) {
+    let path = format!("{}.{key}", table.path());
+    let collector = table.collector();
+    let label = if matches!(key, "hidden" | "on_policy") {
+        format!("[{path}]")
+    } else {
+        format!("`{path}`")
+    };
+    collector.error(collector.span_of(&path), format!("{label}: {message}"));
 }
 
 fn read_loss(mut table: Table<'_, '_>) -> Option<Loss> {
