@@ -8,16 +8,22 @@
 #   kd-cached   as kd-online, from a cached top-64 teacher
 #   kd-tailN    as kd-cached, the cache also holding N = TAIL ids per
 #               position drawn from the teacher's distribution outside the top-64
+#               (not run with TAIL=0)
 # Each student is scored on the first EXAMPLES held-out conversations:
 # perplexity and KL divergence from the teacher on the answer tokens (as
 # training renders them), same-top-token rate, and exact match / JSON-field
 # match of greedy answers. The last lines compare kd-online with ce, and the
 # cached teachers' KL with the online one's (relative).
 #
-#   bash tools/bench/distill_compare.sh   # STEPS=160 BATCH=4 EXAMPLES=100 TRAIN_EXAMPLES=1500 TAIL=8
+#   bash tools/bench/distill_compare.sh   # STEPS=160 BATCH=4 EXAMPLES=100 TRAIN_EXAMPLES=1500 TAIL=8 TEACHER_STEPS=0
 #
 # All variants train on the first TRAIN_EXAMPLES conversations, so the cached
 # teacher covers only what the budget reads.
+#
+# The reference teacher does not do the task. With TEACHER_STEPS > 0 the
+# teacher is first fine-tuned, all 30 layers, on cross-entropy for that many
+# steps on the same conversations (run-teacher-sft), and every variant prunes
+# its student from that teacher and distills from it.
 #
 # Needs a built decant (DECANT, default target/release/decant) and the reference
 # teacher (tools/fetch-reference-model.sh). Work files go to WORK (a temporary
@@ -33,8 +39,24 @@ batch="${BATCH:-4}"
 examples="${EXAMPLES:-100}"
 train_examples="${TRAIN_EXAMPLES:-1500}"
 tail_samples="${TAIL:-8}"
+teacher_steps="${TEACHER_STEPS:-0}"
 source tools/bench/extract_recipe.sh
 extract_work "$examples" "$train_examples"
+
+train() {
+  if [ ! -f "$work/run-$1/distill/stage.json" ]; then
+    started=$SECONDS
+    "$decant" distill "$work/$1.toml" --out "$work/run-$1" --resume --json > "$work/distill-$1.json"
+    echo "$1: trained in $((SECONDS - started)) s" >&2
+  fi
+}
+
+if [ "$teacher_steps" -gt 0 ]; then
+  extract_recipe "$teacher" "$work/train.jsonl" "$teacher_steps" "$batch" "" \
+    "kind = \"model\""$'\n'"model = \"$teacher\"" > "$work/teacher-sft.toml"
+  train teacher-sft
+  teacher="$work/run-teacher-sft/distill/student"
+fi
 recipe() {
   extract_recipe "$teacher" "$work/train.jsonl" "$steps" "$batch" "$1"
 }
@@ -42,15 +64,13 @@ recipe() {
 recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "online"' > "$work/kd-online.toml"
 recipe "" > "$work/ce.toml"
 recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64' > "$work/kd-cached.toml"
-recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64\ntail_samples = '"$tail_samples" > "$work/kd-tail$tail_samples.toml"
-
-variants=(kd-online ce kd-cached "kd-tail$tail_samples")
+variants=(kd-online ce kd-cached)
+if [ "$tail_samples" -gt 0 ]; then
+  recipe $'[distill]\nloss = { kind = "forward_kl" }\nalpha = 0.5\nteacher = "cached"\ntop_k = 64\ntail_samples = '"$tail_samples" > "$work/kd-tail$tail_samples.toml"
+  variants+=("kd-tail$tail_samples")
+fi
 for variant in "${variants[@]}"; do
-  if [ ! -f "$work/run-$variant/distill/stage.json" ]; then
-    started=$SECONDS
-    "$decant" distill "$work/$variant.toml" --out "$work/run-$variant" --resume --json > "$work/distill-$variant.json"
-    echo "$variant: trained in $((SECONDS - started)) s" >&2
-  fi
+  train "$variant"
 done
 
 printf '%-10s %8s %9s %7s %7s %7s %7s %9s\n' model ppl kld top1 exact json fields train_s
@@ -83,6 +103,8 @@ a, b = rows["kd-online"], rows["ce"]
 print(f"kd-online vs ce at equal steps: exact {a[exact]:.3f} vs {b[exact]:.3f}, "
       f"KL {a[kld]:.4f} vs {b[kld]:.4f}, ppl {a[ppl]:.4f} vs {b[ppl]:.4f}")
 for name, label in [("kd-cached", "cached top-64"), (f"kd-tail{sys.argv[2]}", f"cached top-64 + {sys.argv[2]} tail samples")]:
+    if name not in rows:
+        continue
     c = rows[name]
     print(f"{label} vs online: KL {c[kld]:.5f} vs {a[kld]:.5f} ({(c[kld] - a[kld]) / a[kld]:+.2%} relative)")
 EOF

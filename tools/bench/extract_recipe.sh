@@ -4,10 +4,11 @@
 # and qat_recovery.sh, so that qat_recovery.sh can start from a student
 # distill_compare.sh trained.
 #
-#   extract_recipe TEACHER TRAIN_JSONL STEPS BATCH [SECTIONS]
+#   extract_recipe TEACHER TRAIN_JSONL STEPS BATCH [SECTIONS] [INIT]
 #
 # SECTIONS ([distill], [qat], [export], …) go between [data] and [train];
-# without a [distill] section the stage trains on cross-entropy alone.
+# without a [distill] section the stage trains on cross-entropy alone. INIT is
+# the [student.init] table's body, the depth pruning above by default.
 #
 #   extract_work EXAMPLES TRAIN_EXAMPLES
 #
@@ -25,14 +26,14 @@ extract_work() {
 
 extract_recipe() {
   local teacher="$1" train="$2" steps="$3" batch="$4" sections="${5:-}"
+  local depth=$'kind = "depth"\nkeep = 10\ncalibration_samples = 64'
+  local init="${6:-$depth}"
   cat <<EOF
 [teacher]
 model = "$teacher"
 
 [student.init]
-kind = "depth"
-keep = 10
-calibration_samples = 64
+$init
 
 [data]
 train = "$train"
