@@ -31,9 +31,10 @@ pub struct CacheTeacherArgs {
     /// Tokens kept per position (the rest is one probability).
     #[arg(long, required_unless_present = "merge", value_name = "K")]
     top_k: Option<usize>,
-    /// Ids per position drawn from the teacher's distribution outside the top-k
-    /// (each stands for rest/N of the mass), which teach forward KL the tail's
-    /// shape; about 2 bytes each.
+    /// Ids drawn from the teacher's distribution outside the top-k, per unit of
+    /// the mass there: a position gets round(N × rest), each standing for about
+    /// 1/N of the probability. They teach forward KL the tail's shape; about
+    /// 1.5 bytes each.
     #[arg(long, value_name = "N", default_value_t = 0)]
     tail_samples: usize,
     /// The cache directory, which must not exist (built beside it and renamed when complete).

@@ -430,6 +430,12 @@ keep = 1
         &write_recipe(dir.path(), &body),
         "11:16: `distill.tail_samples`: tail samples teach forward KL only",
     );
+
+    let body = body.replace("tail_samples = 8", "tail_samples = 70000");
+    the_one_error_starts_with(
+        &write_recipe(dir.path(), &body),
+        "11:16: `distill.tail_samples`: expected at most 65536 tail samples per unit of rest mass, found 70000",
+    );
 }
 
 /// `recipe check` of `path` fails with one error, at `line:col: message…`.

@@ -174,13 +174,21 @@ pub fn cached_divergence<B: Backend>(
         .collect();
     let teacher_buckets = Tensor::<B, 2>::from_data(TensorData::new(teacher, [n, k + 1]), &device);
     let buckets = divergence.sum(student_buckets, teacher_buckets, 1.0)?;
-    let m = records.first().map_or(0, |r| r.tail.len());
+    let m = records.iter().map(|r| r.tail.len()).max().unwrap_or(0);
     if m == 0 || divergence != Divergence::ForwardKl {
         return Ok(buckets);
     }
-    let ids = records.iter().flat_map(|r| r.tail.iter().map(|&i| i64::from(i))).collect();
+    // Records hold different numbers of samples: pad each row to the most
+    // with id 0 at weight 0.
+    let mut ids = Vec::with_capacity(n * m);
+    let mut weights = Vec::with_capacity(n * m);
+    for record in records {
+        let count = record.tail.len();
+        ids.extend(record.tail.iter().map(|&i| i64::from(i)).chain(std::iter::repeat_n(0, m - count)));
+        let weight = if count > 0 { record.rest / count as f32 } else { 0.0 };
+        weights.extend(std::iter::repeat_n(weight, count).chain(std::iter::repeat_n(0.0, m - count)));
+    }
     let tail_log_probs = gather(log_probs, ids, m) - rest;
-    let weights: Vec<f32> = records.iter().map(|r| r.rest / m as f32).collect();
-    let weights = Tensor::<B, 2>::from_data(TensorData::new(weights, [n, 1]), &device);
+    let weights = Tensor::<B, 2>::from_data(TensorData::new(weights, [n, m]), &device);
     Ok(buckets - (tail_log_probs * weights).sum())
 }

@@ -33,8 +33,8 @@ use train::trainer::{TrainedPositions, layout, token_tensor};
 #[derive(Clone, Debug)]
 pub struct CacheSpec {
     pub k: usize,
-    /// Ids per position drawn from the teacher's distribution outside the
-    /// top-k ([`top_k`]); 0 stores the top-k and the rest mass alone.
+    /// Ids drawn from the teacher's distribution outside the top-k, per unit
+    /// of the mass there ([`top_k`]); 0 stores the top-k and the rest mass alone.
     pub tail_samples: usize,
     pub teacher_sha256: String,
     pub tokenizer_sha256: String,
@@ -54,6 +54,8 @@ pub enum CacheWriteError {
     K { k: usize, vocab: usize },
     #[error("{tail} tail samples with top-k = the whole vocabulary of {vocab}: there is no tail to sample")]
     NoTail { tail: usize, vocab: usize },
+    #[error("{tail} tail samples per unit of rest mass: at most {} are written", codec::MAX_TAIL)]
+    TailTooLarge { tail: usize },
     #[error("{0}")]
     Split(String),
     #[error("{}: {source}", path.display())]
@@ -86,6 +88,9 @@ fn check_k(spec: &CacheSpec, vocab: usize) -> Result<(), CacheWriteError> {
     }
     if spec.tail_samples > 0 && spec.k == vocab {
         return Err(CacheWriteError::NoTail { tail: spec.tail_samples, vocab });
+    }
+    if spec.tail_samples > codec::MAX_TAIL {
+        return Err(CacheWriteError::TailTooLarge { tail: spec.tail_samples });
     }
     Ok(())
 }
@@ -455,10 +460,11 @@ fn teacher_topk<B: Backend>(teacher: &Transformer<B>, batch: &Batch, first: u64,
 }
 
 /// The `k` most likely ids with their log-probabilities and the rest mass,
-/// and `tail` ids drawn from the distribution outside them by systematic
-/// sampling (one uniform from `seed`, then evenly spaced): each id outside the
-/// top-k is drawn `tail · p / rest` times in expectation, so giving each draw
-/// `rest / tail` of the mass is an unbiased estimate of the tail.
+/// and `m = round(tail · rest)` ids ([`codec::tail_count`]) drawn from the
+/// distribution outside them by systematic sampling (one uniform from `seed`,
+/// then evenly spaced): each id outside the top-k is drawn `m · p / rest` times
+/// in expectation, so giving each draw `rest / m` of the mass is an unbiased
+/// estimate of the tail.
 pub fn top_k(logits: &[f32], k: usize, tail: usize, seed: u64) -> TopK {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_sum = logits.iter().map(|&l| f64::from(l - max).exp()).sum::<f64>().ln() + f64::from(max);
@@ -471,8 +477,9 @@ pub fn top_k(logits: &[f32], k: usize, tail: usize, seed: u64) -> TopK {
     order.sort_unstable_by(by_logit);
     let logprobs: Vec<f32> = order.iter().map(|&id| (f64::from(logits[id as usize]) - log_sum) as f32).collect();
     let kept: f64 = order.iter().map(|&id| (f64::from(logits[id as usize]) - log_sum).exp()).sum();
-    let tail = sample_tail(logits, log_sum, &order, tail, seed);
-    TopK { ids: order, logprobs, rest: (1.0 - kept).max(0.0) as f32, tail }
+    let rest = (1.0 - kept).max(0.0) as f32;
+    let tail = sample_tail(logits, log_sum, &order, codec::tail_count(rest, tail), seed);
+    TopK { ids: order, logprobs, rest, tail }
 }
 
 fn sample_tail(logits: &[f32], log_sum: f64, top: &[u32], count: usize, seed: u64) -> Vec<u32> {

@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use super::reader::{Table, above_zero, count, number_in, one_of, positive};
+use datasets::logit_cache::codec::MAX_TAIL;
+
+use super::reader::{Table, Value, above_zero, count, number_in, one_of, positive};
 
 /// The divergence between teacher and student distributions.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -63,8 +65,9 @@ pub struct Distill {
     pub alpha: f64,
     /// Keep only the teacher's top-k tokens per position (required when cached).
     pub top_k: Option<u64>,
-    /// Ids per position the cache draws from the teacher's distribution outside
-    /// the top-k, to teach forward KL the tail's shape (0: the rest is one bucket).
+    /// Ids the cache draws from the teacher's distribution outside the top-k,
+    /// per unit of the mass there (a position gets round(N × rest)), to teach
+    /// forward KL the tail's shape (0: the rest is one bucket).
     pub tail_samples: u64,
     pub teacher: TeacherMode,
     pub hidden: Option<Hidden>,
@@ -81,7 +84,7 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
     let temperature = table.optional("temperature", above_zero).unwrap_or(1.0);
     let alpha = table.optional("alpha", number_in(0.0, 1.0)).unwrap_or(0.5);
     let top_k = table.optional("top_k", positive);
-    let tail_samples = table.optional("tail_samples", count).unwrap_or(0);
+    let tail_samples = table.optional("tail_samples", tail_per_mass).unwrap_or(0);
     let teacher = table
         .optional("teacher", one_of(&["online", "cached"]))
         .map(|mode| match mode {
@@ -158,6 +161,16 @@ pub fn read(mut table: Table<'_, '_>) -> Option<Distill> {
 /// Reports `key` of the `[distill]` table as conflicting with a cached or
 /// online teacher: at the key, named as a section (`[distill.hidden]`) when it
 /// is one, as a key (`` `distill.top_k` ``) otherwise.
+fn tail_per_mass(value: &Value<'_>) -> Result<u64, String> {
+    let tail = count(value)?;
+    if tail > MAX_TAIL as u64 {
+        return Err(format!(
+            "expected at most {MAX_TAIL} tail samples per unit of rest mass, found {tail}"
+        ));
+    }
+    Ok(tail)
+}
+
 fn conflict(table: &Table<'_, '_>, key: &str, message: &str) {
     let path = format!("{}.{key}", table.path());
     let collector = table.collector();

@@ -42,7 +42,7 @@ pub fn render_text(recipe: &Recipe) -> String {
         let teacher = match (distill.teacher, distill.top_k) {
             (TeacherMode::Cached, Some(k)) if distill.tail_samples > 0 => {
                 format!(
-                    "cached teacher, top-{k} and {} tail samples",
+                    "cached teacher, top-{k} and {} tail samples per unit of rest mass",
                     distill.tail_samples
                 )
             }

@@ -43,8 +43,9 @@ pub struct Manifest {
     pub format: String,
     pub version: u32,
     pub k: usize,
-    /// Ids per position drawn from the teacher's distribution outside the
-    /// top-k (absent, 0, in caches written without them).
+    /// Ids drawn from the teacher's distribution outside the top-k, per unit
+    /// of the mass there: a position holds `round(tail_samples × rest)`
+    /// (absent, 0, in caches written without them).
     #[serde(default)]
     pub tail_samples: usize,
     pub vocab: usize,

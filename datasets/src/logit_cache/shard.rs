@@ -163,7 +163,7 @@ impl ShardReader {
         let stored_tail = u32_at(12) as usize;
         if stored_tail != tail {
             return Err(bad(format!(
-                "holds {stored_tail} tail samples per record, the manifest says {tail}"
+                "holds {stored_tail} tail samples per unit of rest mass, the manifest says {tail}"
             )));
         }
         let footer = (len - FOOTER) as usize;

@@ -11,12 +11,19 @@
 //!   `c = round(63 * (p / p_top)^(1/3))`, Rice coded: most probs of a top-64 are far
 //!   below the top one, so most codes are small.
 //!
-//! - with tail samples (`tail > 0`): u4 exp-Golomb order, then the `tail` ids
-//!   drawn from the teacher's distribution outside the top-k, as gaps of their
-//!   ascending ranks (first gap: the first rank; then `rank_i - rank_{i-1}`, 0
-//!   for an id drawn twice). Each stands for `rest / tail` of the mass, which
-//!   makes the forward-KL gradient through them that of the whole vocabulary in
-//!   expectation.
+//! - with tail samples (`tail > 0`) and a record whose [`tail_count`] is not
+//!   zero: u4 exp-Golomb order, then that many ids drawn from the teacher's
+//!   distribution outside the top-k, as gaps of their ascending ranks (first
+//!   gap: the first rank; then `rank_i - rank_{i-1}`, 0 for an id drawn twice).
+//!   Each stands for `rest / count` of the mass, which makes the forward-KL
+//!   gradient through them that of the whole vocabulary in expectation.
+//!
+//! `tail` is samples per unit of tail mass: a record gets `round(tail * rest)`
+//! of them, computed from the stored 16-bit rest so that the decoder knows the
+//! count without storing it. The gradient noise of a record's samples grows
+//! with `rest² / count`, and the rest mass of a top-64 is mostly tiny with a
+//! few large ones, so sharing a budget in proportion to the rest mass makes
+//! the noise several times smaller than the same number of samples everywhere.
 //!
 //! The parameters are chosen per record to make it smallest. The top prob is not
 //! stored separately: the values are renormalized to `1 - rest` on decode.
@@ -36,6 +43,8 @@ const VALUE_MAX: u32 = 63;
 /// code has more than 16 bits after its leading one.
 const MAX_GAP_SUFFIX_BITS: u32 = 16;
 const MAX_VOCAB: usize = 1 << 16;
+/// Tail samples per unit of mass; more would cost kilobytes per position.
+pub const MAX_TAIL: usize = 1 << 16;
 
 /// `(c / 63)^3`: the weight, relative to the top entry, that value code `c` stands for.
 const WEIGHTS: [f64; 64] = {
@@ -161,8 +170,12 @@ pub enum CodecError {
         tail: usize,
     },
     TailLength {
-        tail: usize,
+        expected: usize,
+        rest: f32,
         got: usize,
+    },
+    TailTooLarge {
+        tail: usize,
     },
     TailInTop {
         id: u32,
@@ -234,9 +247,14 @@ impl fmt::Display for CodecError {
                 f,
                 "{tail} tail samples with k = the whole vocabulary: there is no tail to sample"
             ),
-            CodecError::TailLength { tail, got } => {
-                write!(f, "record with {got} tail samples, expected {tail}")
-            }
+            CodecError::TailLength { expected, rest, got } => write!(
+                f,
+                "record with {got} tail samples, expected {expected} for its rest mass {rest}"
+            ),
+            CodecError::TailTooLarge { tail } => write!(
+                f,
+                "{tail} tail samples per unit of mass: at most {MAX_TAIL} are written"
+            ),
             CodecError::TailInTop { id } => {
                 write!(f, "tail sample {id} is in the top-k; tail samples come from outside it")
             }
@@ -309,11 +327,13 @@ pub fn encode(
             logprobs: topk.logprobs.len(),
         });
     }
-    if topk.tail.len() != tail {
-        return Err(CodecError::TailLength { tail, got: topk.tail.len() });
-    }
     if !(0.0..=1.0).contains(&topk.rest) {
         return Err(CodecError::BadRest { rest: topk.rest });
+    }
+    let rest_code = rest_code(topk.rest);
+    let expected = count_of(rest_code, tail);
+    if topk.tail.len() != expected {
+        return Err(CodecError::TailLength { expected, rest: topk.rest, got: topk.tail.len() });
     }
     let mut top = f32::NEG_INFINITY;
     for (&id, &logprob) in topk.ids.iter().zip(&topk.logprobs) {
@@ -356,10 +376,7 @@ pub fn encode(
     let param = cheapest(1 << VALUE_PARAM_BITS, |param| rice_bits(&codes, param));
 
     let mut writer = BitWriter::new(out);
-    writer.fixed(
-        (f64::from(topk.rest) * REST_MAX).round_ties_even() as u32,
-        REST_BITS,
-    );
+    writer.fixed(rest_code, REST_BITS);
     write_gaps(&mut writer, &gaps);
     writer.fixed(param, VALUE_PARAM_BITS);
     for &code in &codes {
@@ -367,7 +384,7 @@ pub fn encode(
         writer.fixed(1, 1);
         writer.fixed(code & ((1 << param) - 1), param);
     }
-    if tail > 0 {
+    if expected > 0 {
         write_gaps(&mut writer, &tail_gaps);
     }
     writer.finish();
@@ -417,7 +434,8 @@ pub fn decode(bytes: &[u8], k: usize, tail: usize, perm: &Permutation) -> Result
     let vocab = perm.vocab();
     check_k(k, tail, vocab)?;
     let mut reader = BitReader { bytes, pos: 0 };
-    let rest = f64::from(reader.fixed(REST_BITS)?) / REST_MAX;
+    let rest_code = reader.fixed(REST_BITS)?;
+    let rest = f64::from(rest_code) / REST_MAX;
     let ids = read_gaps(&mut reader, k, 1, perm)?;
 
     let param = reader.fixed(VALUE_PARAM_BITS)?;
@@ -433,7 +451,8 @@ pub fn decode(bytes: &[u8], k: usize, tail: usize, perm: &Permutation) -> Result
             .ok_or(CodecError::ValueCodeTooLarge { entry })?;
         weights.push(*weight);
     }
-    let tail = if tail > 0 { read_gaps(&mut reader, tail, 0, perm)? } else { Vec::new() };
+    let count = count_of(rest_code, tail);
+    let tail = if count > 0 { read_gaps(&mut reader, count, 0, perm)? } else { Vec::new() };
     let used = reader.finish()?;
 
     let total: f64 = weights.iter().sum();
@@ -459,7 +478,8 @@ pub fn decode(bytes: &[u8], k: usize, tail: usize, perm: &Permutation) -> Result
 fn read_gaps(reader: &mut BitReader<'_>, count: usize, step: usize, perm: &Permutation) -> Result<Vec<u32>, CodecError> {
     let vocab = perm.vocab();
     let order = reader.fixed(ID_ORDER_BITS)?;
-    let mut ids = Vec::with_capacity(count);
+    // Every id takes at least a bit, so what is left bounds the count.
+    let mut ids = Vec::with_capacity(count.min(reader.available()));
     let mut next_rank = 0usize;
     for entry in 0..count {
         let zeros = reader
@@ -485,7 +505,27 @@ pub fn check_k(k: usize, tail: usize, vocab: usize) -> Result<(), CodecError> {
     if tail > 0 && k == vocab {
         return Err(CodecError::NoTail { tail });
     }
+    if tail > MAX_TAIL {
+        return Err(CodecError::TailTooLarge { tail });
+    }
     Ok(())
+}
+
+/// How many tail samples a record with rest mass `rest` holds when the cache
+/// has `tail` per unit of mass: `round(tail * rest)`, from the rest as stored.
+pub fn tail_count(rest: f32, tail: usize) -> usize {
+    count_of(rest_code(rest.clamp(0.0, 1.0)), tail)
+}
+
+fn rest_code(rest: f32) -> u32 {
+    (f64::from(rest) * REST_MAX).round_ties_even() as u32
+}
+
+/// `round(tail * code / 65535)` in integers, half up, so that every platform
+/// agrees on the count.
+fn count_of(rest_code: u32, tail: usize) -> usize {
+    let max = REST_MAX as u64;
+    ((2 * tail as u64 * u64::from(rest_code) + max) / (2 * max)) as usize
 }
 
 /// `round(63 * (p / p_top)^(1/3))` from `d = log p_top - log p`, computed exactly as the

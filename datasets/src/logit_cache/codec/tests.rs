@@ -231,19 +231,56 @@ fn encode_rejects_bad_tail_samples() {
             .unwrap_err()
             .to_string()
     };
-    assert_eq!(err(vec![3], 2, 2), "record with 1 tail samples, expected 2");
+    // Rest 0.25 at 8 per unit of mass: 2 samples.
     assert_eq!(
-        err(vec![3, 1], 2, 2),
+        err(vec![3], 2, 8),
+        "record with 1 tail samples, expected 2 for its rest mass 0.25"
+    );
+    assert_eq!(
+        err(vec![3, 1], 2, 8),
         "tail sample 1 is in the top-k; tail samples come from outside it"
     );
     assert_eq!(
-        err(vec![3, 9], 2, 2),
+        err(vec![3, 9], 2, 8),
         "token id 9 is outside the vocab of 5 ids"
     );
     assert_eq!(
         err(vec![], 5, 1),
         "1 tail samples with k = the whole vocabulary: there is no tail to sample"
     );
+    assert_eq!(
+        err(vec![], 2, MAX_TAIL + 1),
+        "65537 tail samples per unit of mass: at most 65536 are written"
+    );
+}
+
+#[test]
+fn a_record_holds_tail_samples_in_proportion_to_its_rest_mass() {
+    assert_eq!(tail_count(0.25, 8), 2);
+    assert_eq!(tail_count(0.0, 512), 0);
+    assert_eq!(tail_count(1.0, 512), 512);
+    // 0.3 * 10 = 3 and 0.05 * 10 = 0.5 rounds up; below half a sample is none.
+    assert_eq!(tail_count(0.3, 10), 3);
+    assert_eq!(tail_count(0.05, 10), 1);
+    assert_eq!(tail_count(0.049, 10), 0);
+    assert_eq!(tail_count(0.5, 0), 0);
+
+    // A record whose rest earns no sample has no tail section at all.
+    let perm = Permutation::by_frequency(&[0; 5]);
+    let topk = |rest: f32, tail: Vec<u32>| TopK {
+        ids: vec![0, 1],
+        logprobs: vec![-1.0, -2.0],
+        rest,
+        tail,
+    };
+    let (mut bare, mut sampled) = (vec![], vec![]);
+    encode(&topk(0.01, vec![]), 2, 0, &perm, &mut bare).unwrap();
+    encode(&topk(0.01, vec![]), 2, 10, &perm, &mut sampled).unwrap();
+    assert_eq!(bare, sampled);
+    let mut two = vec![];
+    encode(&topk(0.2, vec![4, 4]), 2, 10, &perm, &mut two).unwrap();
+    let (decoded, used) = decode(&two, 2, 10, &perm).unwrap();
+    assert_eq!((decoded.tail, used), (vec![4, 4], two.len()));
 }
 
 /// xorshift64*: reproducible randomness without crates.
@@ -286,20 +323,20 @@ fn random_top_k(rng: &mut Rng, k: usize, tail: usize, vocab: usize, scale: f64) 
         let j = i + rng.below(vocab - i);
         ids.swap(i, j);
     }
+    let rest = if rng.below(8) == 0 {
+        0.0
+    } else {
+        rng.unit() as f32
+    };
     // Repeats are drawn on purpose: a sample can come up twice.
     let outside = &ids[k..];
-    let tail = (0..tail)
+    let tail = (0..tail_count(rest, tail))
         .map(|_| {
             let window = outside.len().min(3 + rng.below(vocab));
             outside[rng.below(window)]
         })
         .collect();
     ids.truncate(k);
-    let rest = if rng.below(8) == 0 {
-        0.0
-    } else {
-        rng.unit() as f32
-    };
     let logits: Vec<f64> = (0..k).map(|_| scale * (rng.unit() - 0.5) * 4.0).collect();
     let norm = logits.iter().map(|l| l.exp()).sum::<f64>().ln();
     let mass = (1.0 - f64::from(rest)).max(1e-30).ln();
@@ -367,7 +404,7 @@ fn random_records_round_trip_within_the_quantizer_error() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for vocab in [100, 49152, 65536] {
         let perm = random_permutation(&mut rng, vocab);
-        for (k, tail) in [(1, 0), (8, 0), (64, 0), (vocab, 0), (1, 1), (8, 3), (64, 8)] {
+        for (k, tail) in [(1, 0), (8, 0), (64, 0), (vocab, 0), (1, 1), (8, 3), (64, 8), (64, 512)] {
             let trials = if k == vocab { 2 } else { 30 };
             let records: Vec<TopK> = (0..trials)
                 .map(|t| random_top_k(&mut rng, k, tail, vocab, [0.5, 3.0, 10.0][t % 3]))
@@ -436,7 +473,7 @@ fn decode_never_panics_on_arbitrary_bytes() {
     let mut rng = Rng(42);
     let small = random_permutation(&mut rng, 300);
     let large = random_permutation(&mut rng, 49152);
-    for (perm, k, tail) in [(&small, 8, 0), (&large, 64, 0), (&small, 8, 3), (&large, 64, 8)] {
+    for (perm, k, tail) in [(&small, 8, 0), (&large, 64, 0), (&small, 8, 3), (&large, 64, 512)] {
         for _ in 0..10_000 {
             let len = rng.below(200);
             let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
