@@ -6,16 +6,16 @@
 #   kd-online   forward KL to the online teacher + cross-entropy (alpha 0.5)
 #   ce          cross-entropy on the gold answers alone
 #   kd-cached   as kd-online, from a cached top-64 teacher
-#   kd-tailN    as kd-cached, the cache also holding N = TAIL ids per
-#               position drawn from the teacher's distribution outside the top-64
-#               (not run with TAIL=0)
+#   kd-tailN    as kd-cached, the cache also holding ids drawn from the
+#               teacher's distribution outside the top-64, N = TAIL per unit of
+#               rest mass (not run with TAIL=0)
 # Each student is scored on the first EXAMPLES held-out conversations:
 # perplexity and KL divergence from the teacher on the answer tokens (as
 # training renders them), same-top-token rate, and exact match / JSON-field
 # match of greedy answers. The last lines compare kd-online with ce, and the
 # cached teachers' KL with the online one's (relative).
 #
-#   bash tools/bench/distill_compare.sh   # STEPS=160 BATCH=4 EXAMPLES=100 TRAIN_EXAMPLES=1500 TAIL=8 TEACHER_STEPS=0
+#   bash tools/bench/distill_compare.sh   # STEPS=160 BATCH=4 EXAMPLES=100 TRAIN_EXAMPLES=1500 TAIL=512 TEACHER_STEPS=0
 #
 # All variants train on the first TRAIN_EXAMPLES conversations, so the cached
 # teacher covers only what the budget reads.
@@ -38,7 +38,7 @@ steps="${STEPS:-160}"
 batch="${BATCH:-4}"
 examples="${EXAMPLES:-100}"
 train_examples="${TRAIN_EXAMPLES:-1500}"
-tail_samples="${TAIL:-8}"
+tail_samples="${TAIL:-512}"
 teacher_steps="${TEACHER_STEPS:-0}"
 source tools/bench/extract_recipe.sh
 extract_work "$examples" "$train_examples"
@@ -95,16 +95,18 @@ print(f"{name:<10} {scores['ppl']['value']:>8.4f} {scores['kld']['mean']:>9.5f} 
 EOF
 done | tee "$work/table.txt"
 
-python3 - "$work/table.txt" "$tail_samples" <<'EOF'
-import sys
+python3 - "$work/table.txt" "$tail_samples" "$work" <<'EOF'
+import json, sys
 rows = {l.split()[0]: [float(v) for v in l.split()[1:]] for l in open(sys.argv[1])}
 ppl, kld, exact = 0, 1, 3
 a, b = rows["kd-online"], rows["ce"]
 print(f"kd-online vs ce at equal steps: exact {a[exact]:.3f} vs {b[exact]:.3f}, "
       f"KL {a[kld]:.4f} vs {b[kld]:.4f}, ppl {a[ppl]:.4f} vs {b[ppl]:.4f}")
-for name, label in [("kd-cached", "cached top-64"), (f"kd-tail{sys.argv[2]}", f"cached top-64 + {sys.argv[2]} tail samples")]:
+for name, label in [("kd-cached", "cached top-64"), (f"kd-tail{sys.argv[2]}", f"cached top-64 + {sys.argv[2]} tail samples per unit of rest")]:
     if name not in rows:
         continue
     c = rows[name]
-    print(f"{label} vs online: KL {c[kld]:.5f} vs {a[kld]:.5f} ({(c[kld] - a[kld]) / a[kld]:+.2%} relative)")
+    cache = json.load(open(f"{sys.argv[3]}/run-{name}/teacher-cache/manifest.json"))
+    print(f"{label} ({cache['bytes_per_position']:.2f} bytes per position) vs online: "
+          f"KL {c[kld]:.5f} vs {a[kld]:.5f} ({(c[kld] - a[kld]) / a[kld]:+.2%} relative)")
 EOF
