@@ -109,22 +109,28 @@ fn a_top_k_beyond_the_vocabulary_is_refused() {
     std::fs::write(&data, "{\"prompt\": \"Hi\", \"completion\": \"Hello\"}\n").unwrap();
     let teacher = reference_model();
     let out = dir.path().join("cache");
-    let output = decant(&[
-        "cache-teacher",
-        "--teacher",
-        teacher.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--top-k",
-        "50000",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("top-k = 50000: expected 1 to the teacher's vocabulary of 49152"),
-        "{}",
-        stderr(&output)
+    let refused = |top_k: &str, tail_samples: &str, message: &str| {
+        let output = decant(&[
+            "cache-teacher",
+            "--teacher",
+            teacher.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--top-k",
+            top_k,
+            "--tail-samples",
+            tail_samples,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
+        assert!(!out.exists());
+    };
+    refused("50000", "0", "top-k = 50000: expected 1 to the teacher's vocabulary of 49152");
+    refused(
+        "64",
+        "70000",
+        "70000 tail samples per unit of rest mass: at most 65536 are written",
     );
-    assert!(!out.exists());
 }
