@@ -3,9 +3,26 @@
 mod common;
 
 use std::path::Path;
+use std::process::Output;
 
 use common::{decant, reference_model, stderr, stdout};
 use serde_json::Value;
+
+/// `decant cache-teacher` of `teacher` over `data` into `out`, then `options`.
+fn cache_teacher(teacher: &Path, data: &Path, top_k: &str, out: &Path, options: &[&str]) -> Output {
+    let args = [
+        "cache-teacher",
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--top-k",
+        top_k,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    decant(&[&args[..], options].concat())
+}
 
 #[test]
 fn the_cache_holds_every_trained_position_compactly() {
@@ -22,21 +39,8 @@ fn the_cache_holds_every_trained_position_compactly() {
     .unwrap();
     let out = dir.path().join("cache");
     let teacher = reference_model();
-    let args = [
-        "cache-teacher",
-        "--teacher",
-        teacher.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--top-k",
-        "64",
-        "--out",
-        out.to_str().unwrap(),
-        "--max-length",
-        "256",
-        "--json",
-    ];
-    let output = decant(&args);
+    let options = ["--max-length", "256", "--json"];
+    let output = cache_teacher(&teacher, &data, "64", &out, &options);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     let manifest = &report["manifest"];
@@ -71,7 +75,7 @@ fn the_cache_holds_every_trained_position_compactly() {
     }
     assert!(!dir.path().join("cache.partial").exists());
 
-    let again = decant(&args);
+    let again = cache_teacher(&teacher, &data, "64", &out, &options);
     assert_eq!(again.status.code(), Some(1));
     assert!(
         stderr(&again).contains("already exists"),
@@ -82,10 +86,8 @@ fn the_cache_holds_every_trained_position_compactly() {
     // Tail samples: the same positions, each holding round(512 × rest) of
     // them at 1 to 3 bytes each, plus under a byte for their code's order.
     let with_tail = dir.path().join("cache-tail");
-    let mut args = args.to_vec();
-    args[8] = with_tail.to_str().unwrap();
-    args.extend(["--tail-samples", "512"]);
-    let output = decant(&args);
+    let options = [&options[..], &["--tail-samples", "512"]].concat();
+    let output = cache_teacher(&teacher, &data, "64", &with_tail, &options);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     let tail = &report["manifest"];
@@ -110,19 +112,7 @@ fn a_top_k_beyond_the_vocabulary_is_refused() {
     let teacher = reference_model();
     let out = dir.path().join("cache");
     let refused = |top_k: &str, tail_samples: &str, message: &str| {
-        let output = decant(&[
-            "cache-teacher",
-            "--teacher",
-            teacher.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--top-k",
-            top_k,
-            "--tail-samples",
-            tail_samples,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let output = cache_teacher(&teacher, &data, top_k, &out, &["--tail-samples", tail_samples]);
         assert_eq!(output.status.code(), Some(1));
         assert!(stderr(&output).contains(message), "{}", stderr(&output));
         assert!(!out.exists());
